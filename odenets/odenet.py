@@ -1,0 +1,318 @@
+"""ODENet: any residual function, unrolled by a fixed-step scheme into a trainable network."""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+import solvers
+from solvers import Past, Record, Scheme
+
+from .reversible import reversible_steps
+
+NOISES = ("stochastic_depth", "shake_shake")
+
+
+class Carry(NamedTuple):
+    """What one ODENet hands the next when several are chained (the stages of a
+    network): the state and the records of the last steps, which a multistep scheme
+    reads across the boundary."""
+
+    u: Tensor
+    past: Past = ()
+
+
+class ODENet(nn.Module):
+    """Unroll ``steps`` steps of a scheme for u' = f(t, u) into a network.
+
+    ``f`` is one of:
+
+    - an ``nn.Module`` (an ``nn.Sequential`` too) used at every step: a neural ODE,
+      weights tied; give ``steps``;
+    - a list, tuple or ``nn.ModuleList`` of modules, one per step: f_n is the n-th
+      residual block (ResNet);
+    - a factory ``i -> nn.Module``, called for each of ``steps`` steps.
+
+    Schemes with two functions per step (``revnet``: (F, G); ``fractal``: (f1, f2)) and
+    ``noise='shake_shake'`` (two branches) take a pair where the others take a module.
+    A module whose forward takes two arguments is called as f(t_n, u) with
+    t_n = t0 + n dt (stage times for multi-stage schemes), otherwise as f(u). A module
+    with a ``shortcut`` attribute changes the state's shape (a downsampling block): its
+    step is u_{n+1} = P(u_n) + dt f_n(u_n) with P = shortcut, and a multistep scheme
+    carries its past states through P.
+
+    Args:
+        solver: a name from :func:`solvers.available`.
+        steps: number of steps; implied by a sequence of modules.
+        dt: the step; 1.0 is the residual-network convention u + f(u), a neural-ODE
+            user passes T / steps.
+        noise: ``'stochastic_depth'`` (step n's residual term kept with probability
+            p_n, decaying linearly to ``survival`` at the last step; a sequence gives
+            p_n directly) or ``'shake_shake'``. Eval mode takes the expectation.
+        return_trajectory: return every state u_0..u_N (stacked when shapes agree,
+            else a list) instead of u_N.
+        checkpoint: recompute each step in the backward pass (less memory, more time).
+        memory_efficient: ``revnet`` only: recompute states from the output in the
+            backward pass, so activation memory does not grow with depth.
+        rtol, atol, adjoint, t0: for the adaptive solvers, delegated to torchdiffeq
+            over [t0, t0 + steps * dt].
+        **options: the scheme's own options, e.g. ``k_init``/``channels`` for ``lm``,
+            ``truncation`` for ``polynet``, ``diffusion`` for ``euler_maruyama``.
+    """
+
+    def __init__(self, f: Union[nn.Module, Sequence, Callable[[int], nn.Module]], solver: str = "euler",
+                 steps: Optional[int] = None, dt: float = 1.0, *, noise: Optional[str] = None,
+                 survival: Union[float, Sequence[float]] = 0.5, return_trajectory: bool = False,
+                 checkpoint: bool = False, memory_efficient: bool = False, rtol: float = 1e-7,
+                 atol: float = 1e-9, adjoint: bool = False, t0: float = 0.0, **options):
+        super().__init__()
+        if not isinstance(solver, str):
+            raise TypeError(f"solver must be a name (str), one of: {', '.join(solvers.available())}")
+        self.adaptive = solvers.is_adaptive(solver)
+        if self.adaptive:
+            if options:
+                raise ValueError(f"adaptive solver {solver!r} takes rtol, atol and adjoint, not {', '.join(options)}")
+            self.scheme: Optional[Scheme] = None
+        else:
+            self.scheme = solvers.get(solver, **options)
+        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        if not isinstance(dt, (int, float)) or isinstance(dt, bool) or not dt > 0:
+            raise ValueError(f"dt must be a positive number, got {dt!r}")
+        if noise is not None and noise not in NOISES:
+            raise ValueError(f"unknown noise {noise!r}; choose one of: {', '.join(NOISES)} (or None)")
+        arity = 1 if self.adaptive else self.scheme.functions
+        if noise == "shake_shake":
+            if arity != 1:
+                raise ValueError(f"noise='shake_shake' needs a one-function scheme; {solver!r} already takes a pair")
+            arity = 2
+        fns, self.shared, steps = _functions(f, steps, arity, solver)
+        if self.adaptive and not self.shared:
+            raise ValueError(f"adaptive solver {solver!r} integrates a single shared f; got {steps} per-step "
+                             "modules (use a fixed-step solver for a residual network)")
+        if self.adaptive and noise:
+            raise ValueError(f"adaptive solver {solver!r} is deterministic; noise={noise!r} needs a fixed-step solver")
+        if memory_efficient and solver != "revnet":
+            raise ValueError(f"memory_efficient=True is for solver='revnet' (invertible steps), not {solver!r}; "
+                             "checkpoint=True saves memory for any scheme")
+        if memory_efficient and (noise or checkpoint):
+            raise ValueError("memory_efficient=True recomputes states by inverting the steps, which needs "
+                             "noise=None and checkpoint=False")
+        self.solver, self.steps, self.dt, self.t0 = solver, steps, float(dt), float(t0)
+        self.noise, self.return_trajectory = noise, return_trajectory
+        self.checkpoint, self.memory_efficient = checkpoint, memory_efficient
+        self.rtol, self.atol, self.adjoint = rtol, atol, adjoint
+        self.fns = nn.ModuleList(fns)
+        self._timed = [[solvers.takes_time(m) for m in _items(fn)] for fn in fns]
+        self.survival = _survival(survival, steps) if noise == "stochastic_depth" else None
+        for key, value in options.items():  # a module among the options (a learned diffusion) is ours to train
+            if isinstance(value, nn.Module):
+                self.add_module(key, value)
+        params = [self.scheme.init_params(n) for n in range(steps)] if self.scheme else []
+        self.coefs = nn.ModuleList(
+            [nn.ParameterDict({k: nn.Parameter(v) for k, v in p.items()}) for p in params if p])
+
+    def extra_repr(self) -> str:
+        extra = f", noise={self.noise!r}" if self.noise else ""
+        return f"solver={self.solver!r}, steps={self.steps}, dt={self.dt}{extra}"
+
+    # -- the public calls ------------------------------------------------------------
+
+    def forward(self, u0: Tensor) -> Union[Tensor, list[Tensor]]:
+        """u_N, or the trajectory u_0..u_N with ``return_trajectory``."""
+        if self.adaptive:
+            return self._adaptive(u0)
+        if not self.return_trajectory:
+            return self.integrate(Carry(u0)).u
+        states = [u0]
+        self.integrate(Carry(u0), trajectory=states)
+        same = all(s.shape == u0.shape for s in states)
+        return torch.stack(states) if same else states
+
+    def integrate(self, carry: Carry, trajectory: Optional[list] = None) -> Carry:
+        """Advance ``carry`` through every step; chaining stages passes the history on."""
+        u, past = carry
+        self._check_state(u)
+        scheme = self.scheme if self.training else self.scheme.deterministic
+        n = 0
+        while n < self.steps:
+            if self.memory_efficient and self._shortcut(n) is None:
+                end = n
+                while end < self.steps and self._shortcut(end) is None:
+                    end += 1
+                u = reversible_steps(self, u, n, end)
+                past, n = (), end
+            else:
+                u, past = self._step(scheme, n, u, past)
+                n += 1
+            if trajectory is not None:
+                trajectory.append(u)
+        return Carry(u, past)
+
+    @torch.no_grad()
+    def inverse(self, u: Tensor) -> Tensor:
+        """u_0 from u_N, for ``revnet`` (each step is inverted, last first)."""
+        if self.solver != "revnet":
+            raise ValueError(f"inverse() needs solver='revnet' (invertible steps), not {self.solver!r}")
+        for n in reversed(range(self.steps)):
+            if self._shortcut(n) is not None:
+                raise ValueError(f"step {n} changes the state's shape through a shortcut and cannot be inverted")
+            u = self.inverse_step(n, u)
+        return u
+
+    # -- one step ---------------------------------------------------------------------
+
+    def field(self, n: int, u: Tensor, expected: Optional[torch.Size] = None):
+        """Step n's vector field as the scheme calls it: f_n, a pair, or noise around it.
+
+        Each output is checked against ``expected`` (a shape-changing step) or else
+        against the shape of the function's own input."""
+        i = 0 if self.shared else n
+        calls = [_checked(m, timed, expected, n) for m, timed in zip(_items(self.fns[i]), self._timed[i])]
+        if self.noise == "shake_shake":
+            return solvers.shake_shake(calls, u, self.training)
+        if self.noise == "stochastic_depth":
+            calls = [solvers.stochastic_depth(c, self.survival[n], u, self.training) for c in calls]
+        return calls[0] if len(calls) == 1 else tuple(calls)
+
+    def _params(self, n: int) -> dict[str, Tensor]:
+        return dict(self.coefs[n]) if len(self.coefs) else {}
+
+    def _shortcut(self, n: int) -> Optional[nn.Module]:
+        fn = self.fns[0 if self.shared else n]
+        return getattr(fn, "shortcut", None) if isinstance(fn, nn.Module) else None
+
+    def _step(self, scheme: Scheme, n: int, u: Tensor, past: Past) -> tuple[Tensor, Past]:
+        t = self.t0 + n * self.dt
+        shortcut = self._shortcut(n)
+
+        def run(u: Tensor, *past_flat: Optional[Tensor]) -> tuple[Tensor, Record]:
+            past_ = _unflatten(past_flat)
+            if shortcut is None:
+                return scheme.step(self.field(n, u), t, self.dt, u, past_, **self._params(n))
+            pu = shortcut(u)
+            past_ = tuple(Record(shortcut(r.u)) for r in past_)
+            # with one function per step its output has the new shape; a pair's parts are checked by the scheme
+            f = self.field(n, u, pu.shape if scheme.functions == 1 else None)
+            return scheme.transition(f, t, self.dt, u, pu, past_, **self._params(n))
+
+        if self.checkpoint and torch.is_grad_enabled():
+            out, record = _checkpoint(run, u, *_flatten(past), use_reentrant=False)
+        else:
+            out, record = run(u, *_flatten(past))
+        return out, ((record,) + tuple(past))[:scheme.history]
+
+    def inverse_step(self, n: int, u: Tensor) -> Tensor:
+        """u_n from u_{n+1}, for ``revnet``."""
+        return self.scheme.inverse(self.field(n, u), self.t0 + n * self.dt, self.dt, u)
+
+    def _check_state(self, u: Tensor) -> None:
+        if not isinstance(u, Tensor):
+            raise TypeError(f"ODENet takes a tensor state, got {type(u).__name__}")
+        if self.solver == "revnet" and (u.dim() < 2 or u.shape[1] % 2):
+            raise ValueError(f"solver='revnet' splits the state into two equal halves along dim 1; "
+                             f"got shape {tuple(u.shape)} (dim 1 must be even)")
+
+    # -- adaptive solvers ---------------------------------------------------------------
+
+    def _adaptive(self, u0: Tensor) -> Tensor:
+        import torchdiffeq
+
+        field = _Field(self.fns[0], self._timed[0][0])
+        n = self.steps if self.return_trajectory else 1
+        t = torch.linspace(self.t0, self.t0 + self.steps * self.dt, n + 1, dtype=u0.dtype, device=u0.device)
+        odeint = torchdiffeq.odeint_adjoint if self.adjoint else torchdiffeq.odeint
+        out = odeint(field, u0, t, method=self.solver, rtol=self.rtol, atol=self.atol)
+        return out if self.return_trajectory else out[-1]
+
+
+class _Field(nn.Module):
+    """f as the nn.Module torchdiffeq's adjoint expects, called as f(t, u)."""
+
+    def __init__(self, f: nn.Module, timed: bool):
+        super().__init__()
+        self.f, self.timed = f, timed
+
+    def forward(self, t: Tensor, u: Tensor) -> Tensor:
+        out = self.f(t, u) if self.timed else self.f(u)
+        if out.shape != u.shape:
+            raise ValueError(f"f returned shape {tuple(out.shape)} for a state of shape {tuple(u.shape)}")
+        return out
+
+
+def _checked(m: nn.Module, timed: bool, expected: Optional[torch.Size], n: int):
+    def call(t: float, x: Tensor) -> Tensor:
+        out = m(t, x) if timed else m(x)
+        want = x.shape if expected is None else expected
+        if out.shape != want:
+            raise ValueError(f"f at step {n} returned shape {tuple(out.shape)} for a state of shape "
+                             f"{tuple(x.shape)}; expected {tuple(want)}. A residual function keeps the "
+                             "state's shape (a shape-changing block needs a `shortcut` module)")
+        return out
+
+    return call
+
+
+def _items(fn: nn.Module) -> list[nn.Module]:
+    return list(fn) if isinstance(fn, _Pair) else [fn]
+
+
+class _Pair(nn.ModuleList):
+    """The functions of one step, for schemes that take more than one: (F, G), (f1, f2)."""
+
+
+def _is_module_group(x, arity: int) -> bool:
+    return isinstance(x, (tuple, list, nn.ModuleList)) and len(x) == arity and all(
+        isinstance(m, nn.Module) for m in x)
+
+
+def _functions(f, steps: Optional[int], arity: int, solver: str) -> tuple[list[nn.Module], bool, int]:
+    """Normalise ``f`` to (modules, shared, steps)."""
+    what = "a module" if arity == 1 else f"a group of {arity} modules (e.g. (F, G))"
+
+    def one(x, where: str) -> nn.Module:
+        if arity == 1:
+            if not isinstance(x, nn.Module):
+                raise TypeError(f"{where} must be an nn.Module, got {type(x).__name__}")
+            return x
+        if not _is_module_group(x, arity):
+            raise ValueError(f"solver {solver!r} takes {what} per step; {where} is {type(x).__name__}")
+        return _Pair(x)
+
+    single = isinstance(f, nn.Module) and not isinstance(f, nn.ModuleList)
+    if single or (arity > 1 and _is_module_group(f, arity)):
+        if steps is None:
+            raise ValueError("a single shared f needs steps=n (how many times to apply it)")
+        return [one(f, "f")], True, steps
+    if isinstance(f, (list, tuple, nn.ModuleList)):
+        fs = list(f)
+        if not fs:
+            raise ValueError("f is an empty sequence; give one module per step")
+        if steps is not None and steps != len(fs):
+            raise ValueError(f"steps={steps} but f holds {len(fs)} per-step modules; they must agree "
+                             "(or leave steps out)")
+        return [one(x, f"f[{i}]") for i, x in enumerate(fs)], False, len(fs)
+    if callable(f):
+        if steps is None:
+            raise ValueError("a factory f(i) -> nn.Module needs steps=n")
+        return [one(f(i), f"f({i})") for i in range(steps)], False, steps
+    raise TypeError(f"f must be an nn.Module, a sequence of modules or a factory i -> nn.Module; got {type(f).__name__}")
+
+
+def _survival(survival, steps: int) -> list[float]:
+    if isinstance(survival, (int, float)):
+        return solvers.survival_probabilities(steps, float(survival))
+    ps = [float(p) for p in survival]
+    if len(ps) != steps or not all(0 < p <= 1 for p in ps):
+        raise ValueError(f"survival must be p_L in (0, 1] or {steps} probabilities in (0, 1], got {survival!r}")
+    return ps
+
+
+def _flatten(past: Past) -> list[Optional[Tensor]]:
+    return [x for r in past for x in r]
+
+
+def _unflatten(flat: Sequence[Optional[Tensor]]) -> tuple[Record, ...]:
+    return tuple(Record(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))

@@ -1,0 +1,49 @@
+"""The LM-architecture of Lu, Zhong, Li & Dong (ICML 2018), a two-step scheme with a
+trainable coefficient per step."""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from .multistep import LinearMultistep, MultistepCoefficients
+from .runge_kutta import RungeKutta
+from .tableau import EULER
+
+# k = 0 reduces the LM step to forward Euler; the learned k_n replace these values.
+_EULER_AS_TWO_STEP = MultistepCoefficients("lm", 1, alpha=(1.0, 0.0), beta=(1.0, 0.0))
+
+
+class LM(LinearMultistep):
+    """LM-ResNet's linear two-step scheme with a trainable k_n per step:
+
+        u_{n+1} = (1 - k_n) u_n + k_n u_{n-1} + dt * f_n(u_n).
+
+    It is first order for its modified equation
+    (1 + k_n) u' + (1 - k_n) (dt / 2) u'' = f(u), so with k_n fixed it converges to
+    the solution of (1 + k_n) u' = f(u). The first step, with no u_{-1}, is forward
+    Euler. k_n starts uniform in ``k_init`` (the paper's [-0.1, 0]; a float gives a
+    constant start, 0.0 makes the network a ResNet at initialisation). ``channels``
+    gives one k per channel (an int, or one int per step) instead of one scalar.
+    """
+
+    def __init__(self, k_init: Union[float, tuple[float, float]] = (-0.1, 0.0),
+                 channels: Optional[Union[int, Sequence[int]]] = None):
+        super().__init__(_EULER_AS_TWO_STEP, starter=RungeKutta(EULER))
+        lo, hi = (k_init, k_init) if isinstance(k_init, (int, float)) else k_init
+        if not lo <= hi:
+            raise ValueError(f"k_init must be a float or a range (low, high) with low <= high, got {k_init!r}")
+        self.k_init = (float(lo), float(hi))
+        self.channels = channels
+
+    def init_params(self, n: int) -> dict[str, Tensor]:
+        c = self.channels
+        if c is not None and not isinstance(c, int):
+            c = c[n]
+        shape = () if c is None else (c,)
+        lo, hi = self.k_init
+        return {"k": torch.empty(shape).uniform_(lo, hi) if hi > lo else torch.full(shape, lo)}
+
+    def weights(self, k: Tensor) -> tuple[Sequence, Sequence]:
+        return (1 - k, k), (1.0, 0.0)

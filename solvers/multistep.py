@@ -1,0 +1,122 @@
+"""One stepper for every explicit linear multistep scheme: a scheme is its coefficients.
+
+A k-step scheme with coefficients (alpha, beta) reads
+
+    u_{n+1} = sum_{j=0}^{k-1} alpha_j u_{n-j} + dt * sum_{j=0}^{k-1} beta_j f_{n-j},
+
+where f_{n-j} = f(t_{n-j}, u_{n-j}). Until enough past steps exist, a one-step
+*starter* takes the step. Hairer, Nørsett & Wanner, *Solving ODEs I*, §III.1–2.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import isclose
+from typing import Sequence
+
+from torch import Tensor
+
+from .scheme import Past, Record, Scheme, axpy, channelwise
+
+
+@dataclass(frozen=True)
+class MultistepCoefficients:
+    """Coefficients (alpha_j, beta_j), j = 0..k-1, of an explicit linear multistep scheme.
+
+    On construction they are checked against the order conditions up to ``order``:
+    the scheme is exact for u(t) = t^q, q = 0..order, i.e.
+    sum_j alpha_j (-j)^q + q * sum_j beta_j (-j)^(q-1) = 1.
+    """
+
+    name: str
+    order: int
+    alpha: tuple[float, ...]
+    beta: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.alpha or len(self.alpha) != len(self.beta):
+            raise ValueError(f"multistep {self.name!r}: alpha and beta must have the same, non-zero length "
+                             f"(got {len(self.alpha)} and {len(self.beta)})")
+        if self.order < 1:
+            raise ValueError(f"multistep {self.name!r}: order must be at least 1, got {self.order}")
+        for q in range(self.order + 1):
+            value = sum(a * (-j) ** q for j, a in enumerate(self.alpha))
+            if q:
+                value += q * sum(b * (-j) ** (q - 1) for j, b in enumerate(self.beta))
+            if not isclose(value, 1.0, abs_tol=1e-12):
+                raise ValueError(f"multistep {self.name!r} claims order {self.order} but is not exact "
+                                 f"for u = t^{q} ({value} != 1)")
+
+    @property
+    def steps(self) -> int:
+        return len(self.alpha)
+
+
+AB2 = MultistepCoefficients("ab2", 2, alpha=(1.0, 0.0), beta=(3 / 2, -1 / 2))
+AB3 = MultistepCoefficients("ab3", 3, alpha=(1.0, 0.0, 0.0), beta=(23 / 12, -16 / 12, 5 / 12))
+AB4 = MultistepCoefficients("ab4", 4, alpha=(1.0, 0.0, 0.0, 0.0), beta=(55 / 24, -59 / 24, 37 / 24, -9 / 24))
+
+
+class LinearMultistep(Scheme):
+    """Explicit linear multistep scheme:
+    u_{n+1} = sum_j alpha_j u_{n-j} + dt * sum_j beta_j f_{n-j}.
+
+    ``starter`` is the one-step scheme that takes the steps for which the history is
+    too short; for the nominal order to hold it must have at least that order.
+    Subclasses with learned coefficients override :meth:`weights`.
+    """
+
+    def __init__(self, coefficients: MultistepCoefficients, starter: Scheme):
+        if starter.history:
+            raise ValueError(f"the starter of {coefficients.name!r} must be a one-step scheme, got {starter!r}")
+        self.coefficients = coefficients
+        self.starter = starter
+        self.name = coefficients.name
+        self.order = coefficients.order
+        self.history = coefficients.steps - 1
+
+    def weights(self, **params: Tensor) -> tuple[Sequence, Sequence]:
+        """(alpha, beta) for this step; floats, or tensors for learned coefficients."""
+        return self.coefficients.alpha, self.coefficients.beta
+
+    def _combine(self, alpha, beta, dt: float, states, fs) -> Tensor:
+        out = None
+        for a, x in zip(alpha, states):
+            out = axpy(out, a, x)
+        for b, fx in zip(beta, fs):
+            out = axpy(out, dt * b, fx)
+        return out
+
+    def _ready(self, alpha, beta, past: Past) -> bool:
+        need_u = max((j for j, a in enumerate(alpha) if _nonzero(a)), default=0)
+        need_f = max((j for j, b in enumerate(beta) if _nonzero(b)), default=0)
+        if len(past) < max(need_u, need_f):
+            return False
+        return all(past[j - 1].f is not None for j in range(1, need_f + 1))
+
+    def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
+        alpha, beta = self.weights(**params)
+        alpha = [a if not isinstance(a, Tensor) else channelwise(a, u) for a in alpha]
+        if not self._ready(alpha, beta, past):
+            return self.starter.step(f, t, dt, u, past)
+        fn = f(t, u)
+        states = [u] + [r.u for r in past]
+        fs = [fn] + [r.f for r in past]
+        keep_f = fn if any(map(_nonzero, beta[1:])) else None
+        return self._combine(alpha, beta, dt, states, fs), Record(u, keep_f)
+
+    def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor, past: Past,
+                   **params: Tensor) -> tuple[Tensor, Record]:
+        """A shape-changing step: past states cross through the shortcut, so a scheme
+        that reads only f_n and past states (beta_j = 0 for j >= 1, as LM-ResNet) keeps
+        its recurrence; one that needs past f-values falls back to the Euler transition."""
+        alpha, beta = self.weights(**params)
+        alpha = [a if not isinstance(a, Tensor) else channelwise(a, pu) for a in alpha]
+        if any(map(_nonzero, beta[1:])) or not self._ready(alpha, beta[:1], past):
+            return super().transition(f, t, dt, u, pu, past)
+        states = [pu] + [r.u for r in past]
+        return self._combine(alpha, beta[:1], dt, states, [f(t, u)]), Record(pu)
+
+
+
+def _nonzero(c) -> bool:
+    return isinstance(c, Tensor) or c != 0

@@ -1,0 +1,107 @@
+"""The interface every fixed-step scheme implements.
+
+A scheme advances u_n to u_{n+1} for u' = f(t, u) and leaves a *record* of step n
+(u_n and, where later steps need it, f(t_n, u_n)) for the steps after it. The engine
+that unrolls a scheme over a network lives in :mod:`odenets`; this module knows only
+numbers and tensors.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable, NamedTuple, Optional, Sequence
+
+from torch import Tensor
+
+Field = Callable[[float, Tensor], Tensor]
+"""A vector field called as ``f(t, u)``."""
+
+
+class Record(NamedTuple):
+    """What step n leaves behind: the state u_n and, if kept, f_n(t_n, u_n)."""
+
+    u: Tensor
+    f: Optional[Tensor] = None
+
+
+Past = Sequence[Record]
+"""Records of earlier steps, most recent first: past[0] is step n-1."""
+
+
+class Scheme:
+    """One step of a fixed-step scheme.
+
+    Subclasses declare ``order`` (nominal order of accuracy), ``evals`` (f-evaluations
+    per step), ``history`` (how many past records the step reads) and ``functions``
+    (functions per step: 2 for schemes built from a pair such as RevNet's (F, G)),
+    and implement :meth:`step`. Trainable per-step coefficients (LM-ResNet's k_n) are
+    declared by :meth:`init_params`; the engine owns them and passes them to ``step``
+    as keyword arguments.
+    """
+
+    name: str = ""
+    order: int = 1
+    evals: int = 1
+    history: int = 0
+    functions: int = 1
+
+    def init_params(self, n: int) -> dict[str, Tensor]:
+        """Initial values of the trainable coefficients of step n (none by default)."""
+        return {}
+
+    def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
+        """Return u_{n+1} and the record of step n."""
+        raise NotImplementedError
+
+    def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor, past: Past,
+                   **params: Tensor) -> tuple[Tensor, Record]:
+        """A step whose f_n changes the state's shape (a downsampling block).
+
+        ``pu`` is u_n carried into the new shape by the block's shortcut P, and ``past``
+        holds the earlier states carried over the same way. A stage can be evaluated
+        only on the old shape, so by default this is the ResNet transition
+        u_{n+1} = P(u_n) + dt f_n(u_n), forward Euler with the shortcut in place of u_n.
+        """
+        return pu.add(f(t, u), alpha=dt), Record(pu)
+
+    @property
+    def deterministic(self) -> "Scheme":
+        """The scheme used in eval mode: itself, or its drift for a stochastic scheme."""
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, order={self.order}, evals={self.evals}, history={self.history})"
+
+
+def timed(fn: Callable) -> Field:
+    """Wrap ``fn`` so that it is called as ``fn(t, u)``: a callable whose forward takes
+    a single argument is called as ``fn(u)``."""
+    return fn if takes_time(fn) else (lambda t, u: fn(u))
+
+
+def takes_time(fn: Callable) -> bool:
+    """Whether ``fn`` (a function or an nn.Module) takes the time before the state."""
+    target = getattr(fn, "forward", fn)
+    try:
+        params = [p for p in inspect.signature(target).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 2
+
+
+def axpy(acc: Optional[Tensor], c, x: Tensor) -> Optional[Tensor]:
+    """acc + c * x, where c is a float (skipped when zero) or a tensor; acc None means 0."""
+    if isinstance(c, Tensor):
+        return c * x if acc is None else acc + c * x
+    if c == 0:
+        return acc
+    if acc is None:
+        return x if c == 1 else c * x
+    return acc.add(x, alpha=c)
+
+
+def channelwise(c: Tensor, u: Tensor) -> Tensor:
+    """View a per-channel coefficient of shape (C,) so that it broadcasts over u's dim 1."""
+    if c.dim() == 0:
+        return c
+    return c.view(-1, *([1] * (u.dim() - 2)))
