@@ -51,6 +51,8 @@ class ODENet(nn.Module):
         noise: ``'stochastic_depth'`` (step n's residual term kept with probability
             p_n, decaying linearly to ``survival`` at the last step; a sequence gives
             p_n directly) or ``'shake_shake'``. Eval mode takes the expectation.
+        activation: applied to the result of every step, u_{n+1} = activation(step):
+            the ReLU after the addition in the original (post-activation) ResNet.
         return_trajectory: return every state u_0..u_N (stacked when shapes agree,
             else a list) instead of u_N.
         checkpoint: recompute each step in the backward pass (less memory, more time).
@@ -64,7 +66,8 @@ class ODENet(nn.Module):
 
     def __init__(self, f: Union[nn.Module, Sequence, Callable[[int], nn.Module]], solver: str = "euler",
                  steps: Optional[int] = None, dt: float = 1.0, *, noise: Optional[str] = None,
-                 survival: Union[float, Sequence[float]] = 0.5, return_trajectory: bool = False,
+                 survival: Union[float, Sequence[float]] = 0.5, activation: Optional[nn.Module] = None,
+                 return_trajectory: bool = False,
                  checkpoint: bool = False, memory_efficient: bool = False, rtol: float = 1e-7,
                  atol: float = 1e-9, adjoint: bool = False, t0: float = 0.0, **options):
         super().__init__()
@@ -97,14 +100,15 @@ class ODENet(nn.Module):
         if memory_efficient and solver != "revnet":
             raise ValueError(f"memory_efficient=True is for solver='revnet' (invertible steps), not {solver!r}; "
                              "checkpoint=True saves memory for any scheme")
-        if memory_efficient and (noise or checkpoint):
+        if memory_efficient and (noise or checkpoint or activation is not None):
             raise ValueError("memory_efficient=True recomputes states by inverting the steps, which needs "
-                             "noise=None and checkpoint=False")
+                             "noise=None, activation=None and checkpoint=False")
         self.solver, self.steps, self.dt, self.t0 = solver, steps, float(dt), float(t0)
         self.noise, self.return_trajectory = noise, return_trajectory
         self.checkpoint, self.memory_efficient = checkpoint, memory_efficient
         self.rtol, self.atol, self.adjoint = rtol, atol, adjoint
         self.fns = nn.ModuleList(fns)
+        self.activation = activation
         self._timed = [[solvers.takes_time(m) for m in _items(fn)] for fn in fns]
         self.survival = _survival(survival, steps) if noise == "stochastic_depth" else None
         for key, value in options.items():  # a module among the options (a learned diffusion) is ours to train
@@ -154,8 +158,9 @@ class ODENet(nn.Module):
     @torch.no_grad()
     def inverse(self, u: Tensor) -> Tensor:
         """u_0 from u_N, for ``revnet`` (each step is inverted, last first)."""
-        if self.solver != "revnet":
-            raise ValueError(f"inverse() needs solver='revnet' (invertible steps), not {self.solver!r}")
+        if self.solver != "revnet" or self.activation is not None:
+            raise ValueError(f"inverse() needs solver='revnet' without an activation (invertible steps); "
+                             f"this net has solver={self.solver!r}, activation={self.activation}")
         for n in reversed(range(self.steps)):
             if self._shortcut(n) is not None:
                 raise ValueError(f"step {n} changes the state's shape through a shortcut and cannot be inverted")
@@ -191,12 +196,14 @@ class ODENet(nn.Module):
         def run(u: Tensor, *past_flat: Optional[Tensor]) -> tuple[Tensor, Record]:
             past_ = _unflatten(past_flat)
             if shortcut is None:
-                return scheme.step(self.field(n, u), t, self.dt, u, past_, **self._params(n))
-            pu = shortcut(u)
-            past_ = tuple(Record(shortcut(r.u)) for r in past_)
-            # with one function per step its output has the new shape; a pair's parts are checked by the scheme
-            f = self.field(n, u, pu.shape if scheme.functions == 1 else None)
-            return scheme.transition(f, t, self.dt, u, pu, past_, **self._params(n))
+                out, record = scheme.step(self.field(n, u), t, self.dt, u, past_, **self._params(n))
+            else:
+                pu = shortcut(u)
+                past_ = tuple(Record(shortcut(r.u)) for r in past_)
+                # with one function per step its output has the new shape; a pair's parts are checked by the scheme
+                f = self.field(n, u, pu.shape if scheme.functions == 1 else None)
+                out, record = scheme.transition(f, t, self.dt, u, pu, past_, **self._params(n))
+            return (out if self.activation is None else self.activation(out)), record
 
         if self.checkpoint and torch.is_grad_enabled():
             out, record = _checkpoint(run, u, *_flatten(past), use_reentrant=False)
