@@ -58,6 +58,10 @@ class ODENet(nn.Module):
         checkpoint: recompute each step in the backward pass (less memory, more time).
         memory_efficient: ``revnet`` only: recompute states from the output in the
             backward pass, so activation memory does not grow with depth.
+        carry_in: this net continues the history of an earlier one (a later stage of a
+            network, see :meth:`integrate`). Without it the first steps, whose history is
+            too short for a multistep scheme, get no trainable coefficients, since they
+            could never be used.
         rtol, atol, adjoint, t0: for the adaptive solvers, delegated to torchdiffeq
             over [t0, t0 + steps * dt].
         **options: the scheme's own options, e.g. ``k_init``/``channels`` for ``lm``,
@@ -69,7 +73,7 @@ class ODENet(nn.Module):
                  survival: Union[float, Sequence[float]] = 0.5, activation: Optional[nn.Module] = None,
                  return_trajectory: bool = False,
                  checkpoint: bool = False, memory_efficient: bool = False, rtol: float = 1e-7,
-                 atol: float = 1e-9, adjoint: bool = False, t0: float = 0.0, **options):
+                 atol: float = 1e-9, adjoint: bool = False, t0: float = 0.0, carry_in: bool = False, **options):
         super().__init__()
         if not isinstance(solver, str):
             raise TypeError(f"solver must be a name (str), one of: {', '.join(solvers.available())}")
@@ -114,9 +118,10 @@ class ODENet(nn.Module):
         for key, value in options.items():  # a module among the options (a learned diffusion) is ours to train
             if isinstance(value, nn.Module):
                 self.add_module(key, value)
-        params = [self.scheme.init_params(n) for n in range(steps)] if self.scheme else []
+        params = [self.scheme.init_params(n) if carry_in or n >= self.scheme.history else {}
+                  for n in range(steps)] if self.scheme else []
         self.coefs = nn.ModuleList(
-            [nn.ParameterDict({k: nn.Parameter(v) for k, v in p.items()}) for p in params if p])
+            [nn.ParameterDict({k: nn.Parameter(v) for k, v in p.items()}) for p in params] if any(params) else [])
 
     def extra_repr(self) -> str:
         extra = f", noise={self.noise!r}" if self.noise else ""

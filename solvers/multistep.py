@@ -62,7 +62,8 @@ class LinearMultistep(Scheme):
 
     ``starter`` is the one-step scheme that takes the steps for which the history is
     too short; for the nominal order to hold it must have at least that order.
-    Subclasses with learned coefficients override :meth:`weights`.
+    Subclasses with learned coefficients override :meth:`weights`; the zero pattern of
+    ``coefficients.beta`` still says which past f-values a step reads.
     """
 
     def __init__(self, coefficients: MultistepCoefficients, starter: Scheme):
@@ -86,22 +87,20 @@ class LinearMultistep(Scheme):
             out = axpy(out, dt * b, fx)
         return out
 
-    def _ready(self, alpha, beta, past: Past) -> bool:
-        need_u = max((j for j, a in enumerate(alpha) if _nonzero(a)), default=0)
-        need_f = max((j for j, b in enumerate(beta) if _nonzero(b)), default=0)
-        if len(past) < max(need_u, need_f):
-            return False
-        return all(past[j - 1].f is not None for j in range(1, need_f + 1))
+    def _ready(self, past: Past) -> bool:
+        """Whether the history holds every past state and f-value the step reads."""
+        beta = self.coefficients.beta
+        return len(past) >= self.history and all(past[j - 1].f is not None for j in range(1, len(beta)) if beta[j])
 
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
-        alpha, beta = self.weights(**params)
-        alpha = [a if not isinstance(a, Tensor) else channelwise(a, u) for a in alpha]
-        if not self._ready(alpha, beta, past):
+        if not self._ready(past):
             return self.starter.step(f, t, dt, u, past)
+        alpha, beta = self.weights(**params)
+        alpha = [channelwise(a, u) if isinstance(a, Tensor) else a for a in alpha]
         fn = f(t, u)
         states = [u] + [r.u for r in past]
         fs = [fn] + [r.f for r in past]
-        keep_f = fn if any(map(_nonzero, beta[1:])) else None
+        keep_f = fn if any(self.coefficients.beta[1:]) else None
         return self._combine(alpha, beta, dt, states, fs), Record(u, keep_f)
 
     def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor, past: Past,
@@ -109,14 +108,11 @@ class LinearMultistep(Scheme):
         """A shape-changing step: past states cross through the shortcut, so a scheme
         that reads only f_n and past states (beta_j = 0 for j >= 1, as LM-ResNet) keeps
         its recurrence; one that needs past f-values falls back to the Euler transition."""
-        alpha, beta = self.weights(**params)
-        alpha = [a if not isinstance(a, Tensor) else channelwise(a, pu) for a in alpha]
-        if any(map(_nonzero, beta[1:])) or not self._ready(alpha, beta[:1], past):
+        if any(self.coefficients.beta[1:]) or not self._ready(past):
             return super().transition(f, t, dt, u, pu, past)
+        alpha, beta = self.weights(**params)
+        alpha = [channelwise(a, pu) if isinstance(a, Tensor) else a for a in alpha]
         states = [pu] + [r.u for r in past]
         return self._combine(alpha, beta[:1], dt, states, [f(t, u)]), Record(pu)
 
 
-
-def _nonzero(c) -> bool:
-    return isinstance(c, Tensor) or c != 0
