@@ -144,6 +144,8 @@ class ODENet(nn.Module):
         """Advance ``carry`` through every step; chaining stages passes the history on."""
         u, past = carry
         self._check_state(u)
+        if self.adaptive:
+            return Carry(self._adaptive(u))
         scheme = self.scheme if self.training else self.scheme.deterministic
         n = 0
         while n < self.steps:
