@@ -101,6 +101,12 @@ class ODENet(nn.Module):
                              "modules (use a fixed-step solver for a residual network)")
         if self.adaptive and noise:
             raise ValueError(f"adaptive solver {solver!r} is deterministic; noise={noise!r} needs a fixed-step solver")
+        if self.adaptive and (activation is not None or checkpoint or memory_efficient):
+            raise ValueError(f"adaptive solver {solver!r} hands the whole integration to torchdiffeq; it takes "
+                             "no activation, checkpoint or memory_efficient (adjoint=True saves memory)")
+        if memory_efficient and return_trajectory:
+            raise ValueError("return_trajectory keeps every state, which memory_efficient=True exists to avoid; "
+                             "use one or the other")
         if memory_efficient and solver != "revnet":
             raise ValueError(f"memory_efficient=True is for solver='revnet' (invertible steps), not {solver!r}; "
                              "checkpoint=True saves memory for any scheme")
@@ -176,40 +182,50 @@ class ODENet(nn.Module):
 
     # -- one step ---------------------------------------------------------------------
 
-    def field(self, n: int, u: Tensor, expected: Optional[torch.Size] = None):
-        """Step n's vector field as the scheme calls it: f_n, a pair, or noise around it.
+    def fields(self, n: int, u: Tensor, expected: Optional[torch.Size] = None) -> list:
+        """Step n's functions as the scheme calls them, f(t, x), with training-mode noise.
 
         Each output is checked against ``expected`` (a shape-changing step) or else
         against the shape of the function's own input."""
         i = 0 if self.shared else n
         calls = [_checked(m, timed, expected, n) for m, timed in zip(_items(self.fns[i]), self._timed[i])]
         if self.noise == "shake_shake":
-            return solvers.shake_shake(calls, u, self.training)
-        if self.noise == "stochastic_depth":
-            calls = [solvers.stochastic_depth(c, self.survival[n], u, self.training) for c in calls]
-        return calls[0] if len(calls) == 1 else tuple(calls)
+            return [solvers.shake_shake(calls, u, self.training)]
+        if self.noise == "stochastic_depth" and self.training:
+            return solvers.stochastic_depth(calls, self.survival[n], u)
+        return calls
 
     def _params(self, n: int) -> dict[str, Tensor]:
-        return dict(self.coefs[n]) if len(self.coefs) else {}
+        return {k: v for k, v in self.coefs[n].items()} if len(self.coefs) else {}
 
     def _shortcut(self, n: int) -> Optional[nn.Module]:
+        """The shortcut of a shape-changing step (for a pair of functions, the first one's)."""
         fn = self.fns[0 if self.shared else n]
-        return getattr(fn, "shortcut", None) if isinstance(fn, nn.Module) else None
+        return getattr(_items(fn)[0], "shortcut", None)
 
     def _step(self, scheme: Scheme, n: int, u: Tensor, past: Past) -> tuple[Tensor, Past]:
-        t = self.t0 + n * self.dt
+        t, dt, params = self.t0 + n * self.dt, self.dt, self._params(n)
         shortcut = self._shortcut(n)
 
         def run(u: Tensor, *past_flat: Optional[Tensor]) -> tuple[Tensor, Record]:
             past_ = _unflatten(past_flat)
             if shortcut is None:
-                out, record = scheme.step(self.field(n, u), t, self.dt, u, past_, **self._params(n))
+                fs = self.fields(n, u)
+
+                def advance(fs: list) -> tuple[Tensor, Record]:
+                    return scheme.step(_one(fs), t, dt, u, past_, **params)
             else:
                 pu = shortcut(u)
                 past_ = tuple(Record(shortcut(r.u)) for r in past_)
                 # with one function per step its output has the new shape; a pair's parts are checked by the scheme
-                f = self.field(n, u, pu.shape if scheme.functions == 1 else None)
-                out, record = scheme.transition(f, t, self.dt, u, pu, past_, **self._params(n))
+                fs = self.fields(n, u, pu.shape if scheme.functions == 1 else None)
+
+                def advance(fs: list) -> tuple[Tensor, Record]:
+                    return scheme.transition(_one(fs), t, dt, u, pu, past_, **params)
+            if self.noise == "stochastic_depth" and not self.training:
+                out, record = solvers.expected_step(advance, fs, self.survival[n])
+            else:
+                out, record = advance(fs)
             return (out if self.activation is None else self.activation(out)), record
 
         if self.checkpoint and torch.is_grad_enabled():
@@ -218,9 +234,13 @@ class ODENet(nn.Module):
             out, record = run(u, *_flatten(past))
         return out, ((record,) + tuple(past))[:scheme.history]
 
+    def step(self, n: int, u: Tensor) -> Tensor:
+        """u_{n+1} from u_n by a one-step scheme (no history, no shortcut)."""
+        return self.scheme.step(_one(self.fields(n, u)), self.t0 + n * self.dt, self.dt, u, ())[0]
+
     def inverse_step(self, n: int, u: Tensor) -> Tensor:
         """u_n from u_{n+1}, for ``revnet``."""
-        return self.scheme.inverse(self.field(n, u), self.t0 + n * self.dt, self.dt, u)
+        return self.scheme.inverse(_one(self.fields(n, u)), self.t0 + n * self.dt, self.dt, u)
 
     def _check_state(self, u: Tensor) -> None:
         if not isinstance(u, Tensor):
@@ -267,6 +287,11 @@ def _checked(m: nn.Module, timed: bool, expected: Optional[torch.Size], n: int):
         return out
 
     return call
+
+
+def _one(fs: list):
+    """What a scheme takes: the field itself, or a tuple for a pair scheme."""
+    return fs[0] if len(fs) == 1 else tuple(fs)
 
 
 def _items(fn: nn.Module) -> list[nn.Module]:

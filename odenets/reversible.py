@@ -22,10 +22,6 @@ def _parameters(module: nn.Module) -> list[nn.Parameter]:
     return [p for p in module.parameters() if p.requires_grad]
 
 
-def _step(net: nn.Module, n: int, u: Tensor) -> Tensor:
-    return net.scheme.step(net.field(n, u), net.t0 + n * net.dt, net.dt, u, ())[0]
-
-
 class _Reversible(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, net, start, end, per_step, *params):
@@ -33,7 +29,7 @@ class _Reversible(torch.autograd.Function):
         ctx.index = {id(p): i for i, p in enumerate(params)}
         with torch.no_grad():
             for n in range(start, end):
-                u = _step(net, n, u)
+                u = net.step(n, u)
         ctx.save_for_backward(u)
         return u
 
@@ -48,7 +44,7 @@ class _Reversible(torch.autograd.Function):
                 u = net.inverse_step(n, u)
             with torch.enable_grad():
                 x = u.detach().requires_grad_(True)
-                out = _step(net, n, x)
+                out = net.step(n, x)
                 g = torch.autograd.grad(out, (x, *ps), grad, allow_unused=True)
             grad = g[0]
             for p, gp in zip(ps, g[1:]):

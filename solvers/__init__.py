@@ -8,7 +8,7 @@ from .euler_maruyama import EulerMaruyama
 from .fractal import Fractal
 from .lm import LM
 from .multistep import AB2, AB3, AB4, LinearMultistep, MultistepCoefficients
-from .noise import shake_shake, stochastic_depth, survival_probabilities
+from .noise import expected_step, shake_shake, stochastic_depth, survival_probabilities
 from .polynet import PolyNet
 from .registry import ADAPTIVE, available, get, is_adaptive, register
 from .revnet import RevNet
@@ -20,6 +20,6 @@ __all__ = [
     "ADAPTIVE", "AB2", "AB3", "AB4", "EULER", "HEUN", "MIDPOINT", "RK3", "RK4",
     "ButcherTableau", "EulerMaruyama", "Field", "Fractal", "LM", "LinearMultistep",
     "MultistepCoefficients", "Past", "PolyNet", "Record", "RevNet", "RungeKutta", "Scheme",
-    "available", "get", "is_adaptive", "register", "shake_shake", "stochastic_depth",
+    "available", "expected_step", "get", "is_adaptive", "register", "shake_shake", "stochastic_depth",
     "survival_probabilities", "takes_time", "timed",
 ]

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .runge_kutta import RungeKutta
-from .scheme import Past, Record, Scheme, timed
+from .scheme import Past, Record, Scheme, takes_time
 from .tableau import EULER
 
 
@@ -27,7 +27,8 @@ class EulerMaruyama(Scheme):
 
     def __init__(self, diffusion: Union[float, Callable]):
         if callable(diffusion):
-            self.g = timed(diffusion)
+            # keep the callable itself (not a wrapper around it), so a copied network uses its own copy
+            self.g, self.g_timed = diffusion, takes_time(diffusion)
         elif isinstance(diffusion, (int, float)) and not isinstance(diffusion, bool):
             self.g = float(diffusion)
         else:
@@ -40,6 +41,6 @@ class EulerMaruyama(Scheme):
         return self._drift
 
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
-        g = self.g if isinstance(self.g, float) else self.g(t, u)
+        g = self.g if isinstance(self.g, float) else self.g(t, u) if self.g_timed else self.g(u)
         noise = torch.randn_like(u).mul_(math.sqrt(dt))
         return u.add(f(t, u), alpha=dt) + g * noise, Record(u)

@@ -1,19 +1,19 @@
 """Discrete noise on the residual term of any scheme: the paper's reading of stochastic
 depth and shake-shake as discretised SDEs.
 
-Each function wraps step n's vector field for one step. In training mode it draws the
-noise once per step and sample, so every stage of a multi-stage scheme sees the same
-draw; in eval mode it returns the expectation of the training-mode field, which makes
-the eval output the mean of the training output whenever the field is linear.
+In training mode the noise is drawn once per step and sample, so every stage of a
+multi-stage scheme sees the same draw. In eval mode the step is the expectation of the
+training step (exact for stochastic depth; for shake-shake the mean of the mixing
+weight, which makes it the expectation whenever the branches are linear).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from .scheme import Field
+from .scheme import Field, Record
 
 
 def survival_probabilities(steps: int, last: float) -> list[float]:
@@ -28,15 +28,29 @@ def _per_sample(u: Tensor) -> tuple[int, ...]:
     return (u.shape[0],) + (1,) * (u.dim() - 1)
 
 
-def stochastic_depth(f: Field, p: float, u: Tensor, training: bool) -> Field:
-    """f scaled by b ~ Bernoulli(p) per sample in training (the residual term of the step
-    is kept with probability p), by p in eval mode."""
+def stochastic_depth(fields: Sequence[Field], p: float, u: Tensor) -> list[Field]:
+    """Training-mode stochastic depth: the functions of step n scaled by one draw
+    b ~ Bernoulli(p) per sample, so the step's whole residual term is kept with
+    probability p. With b = 0 every stage of the step sees a zero field, so the step
+    is S(0); with b = 1 it is S(f)."""
     if p >= 1:
-        return f
-    if not training:
-        return lambda t, x: p * f(t, x)
+        return list(fields)
     keep = torch.empty(_per_sample(u), dtype=u.dtype, device=u.device).bernoulli_(p)
-    return lambda t, x: keep * f(t, x)
+    return [(lambda t, x, g=g: keep * g(t, x)) for g in fields]
+
+
+def expected_step(advance: Callable[[Sequence[Field]], tuple[Tensor, Record]], fields: Sequence[Field],
+                  p: float) -> tuple[Tensor, Record]:
+    """Eval-mode stochastic depth: the expectation of the training step,
+    E[S(b f)] = p S(f) + (1 - p) S(0), exact for every scheme (a multi-stage scheme is
+    not linear in f, so scaling f by p would not be). ``advance`` takes the step with
+    the given fields. The f-value a multistep scheme keeps is scaled to its mean p f."""
+    out, record = advance(fields)
+    if p >= 1:
+        return out, record
+    zero, _ = advance([lambda t, x: torch.zeros_like(x)] * len(fields))
+    f = None if record.f is None else p * record.f
+    return torch.lerp(zero, out, p), record._replace(f=f)
 
 
 def shake_shake(branches: Sequence[Field], u: Tensor, training: bool) -> Field:
