@@ -1,0 +1,139 @@
+"""The LM-architecture u_{n+1} = (1 - k_n) u_n + k_n u_{n-1} + dt f_n(u_n)."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from odenets import Carry, ODENet
+from odes import A3, F64, Linear, observed_orders
+
+T = 1.0
+
+
+def _frozen(net: ODENet) -> ODENet:
+    for p in net.coefs.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+@pytest.mark.parametrize("k", [-0.3, 0.5])
+def test_frozen_k_converges_to_modified_equation(k):
+    """With k fixed, LM is first order for (1 + k) u' = A u, solved by exp(A t / (1 + k))."""
+    f = Linear(A3)
+    u0 = torch.tensor([[1.0, -0.5, 0.25], [0.3, 0.2, -0.7]], dtype=F64)
+    modified = Linear(A3 / (1 + k)).exact(u0, T)
+    errors, plain = [], []
+    for n in (20, 40, 80):
+        net = _frozen(ODENet(f, "lm", steps=n, dt=T / n, k_init=k).double())
+        assert all(math.isclose(c["k"].item(), k, rel_tol=1e-6) for c in net.coefs if "k" in c)
+        out = net(u0)
+        errors.append((out - modified).abs().max().item())
+        plain.append((out - f.exact(u0, T)).abs().max().item())
+    orders = observed_orders(errors)
+    assert all(abs(q - 1) < 0.2 for q in orders), f"observed orders {orders}"
+    assert min(plain) > 10 * errors[-1]  # and not to the solution of u' = A u
+
+
+class Block(nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, d))
+
+    def forward(self, u):
+        return self.net(u)
+
+
+def _blocks(n, d=4):
+    return [Block(d).double() for _ in range(n)]
+
+
+def test_recurrence_by_hand():
+    torch.manual_seed(0)
+    blocks = _blocks(5)
+    net = ODENet(blocks, "lm", dt=0.7).double()
+    u0 = torch.randn(3, 4, dtype=F64)
+    with torch.no_grad():
+        prev, u = u0, u0 + 0.7 * blocks[0](u0)
+        for n in range(1, 5):
+            k = net.coefs[n]["k"]
+            prev, u = u, (1 - k) * u + k * prev + 0.7 * blocks[n](u)
+    torch.testing.assert_close(net(u0), u, rtol=1e-14, atol=1e-14)
+
+
+def test_k_starts_uniform_in_paper_range():
+    torch.manual_seed(0)
+    net = ODENet(_blocks(40), "lm")
+    ks = torch.stack([c["k"] for c in net.coefs if "k" in c])
+    assert ks.shape == (39,)
+    assert ((ks >= -0.1) & (ks <= 0)).all()
+    assert ks.std() > 0.01  # drawn, not constant
+
+
+def test_gradients_reach_every_used_k_and_every_module():
+    """Without carry_in step 0 (no u_{-1}) owns no k, so no parameter is left unused."""
+    torch.manual_seed(0)
+    net = ODENet(_blocks(5), "lm").double()
+    assert len(net.coefs[0]) == 0 and all("k" in net.coefs[n] for n in range(1, 5))
+    net(torch.randn(3, 4, dtype=F64)).pow(2).sum().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_carry_in_owns_a_k_at_step_0_that_the_chain_uses():
+    torch.manual_seed(0)
+    first, second = ODENet(_blocks(3), "lm").double(), ODENet(_blocks(3), "lm", carry_in=True).double()
+    assert "k" in second.coefs[0]
+    second.integrate(first.integrate(Carry(torch.randn(3, 4, dtype=F64)))).u.pow(2).sum().backward()
+    for name, p in [*first.named_parameters(), *second.named_parameters()]:
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+class Decay(nn.Module):
+    def forward(self, u):
+        return -u
+
+
+def test_per_channel_k_broadcasts_over_dim_1():
+    """channels=C gives k of shape (C,); channel c follows (1 + k_c) u' = -u."""
+    ks = torch.tensor([-0.4, 0.0, 0.3], dtype=F64)
+    u0 = torch.randn(2, 3, 5, dtype=F64)
+    errors = []
+    for n in (20, 40, 80):
+        net = _frozen(ODENet(Decay(), "lm", steps=n, dt=T / n, channels=3).double())
+        for c in net.coefs:
+            if "k" in c:
+                assert c["k"].shape == (3,)
+                c["k"].copy_(ks)
+        exact = u0 * torch.exp(-T / (1 + ks)).view(1, 3, 1)
+        errors.append((net(u0) - exact).abs().amax(dim=(0, 2)))
+    errors = torch.stack(errors)
+    for c in range(3):
+        orders = observed_orders(errors[:, c].tolist())
+        assert all(abs(q - 1) < 0.2 for q in orders), f"channel {c}: observed orders {orders}"
+
+
+def test_per_step_channels_by_hand():
+    """channels as a list gives step n a k of c_n entries, multiplying u's dim 1."""
+    torch.manual_seed(0)
+    blocks = [nn.Conv2d(2, 2, 3, padding=1).double() for _ in range(3)]
+    net = ODENet(blocks, "lm", channels=[2, 2, 2]).double()
+    u0 = torch.randn(4, 2, 5, 5, dtype=F64)
+    with torch.no_grad():
+        prev, u = u0, u0 + blocks[0](u0)
+        for n in (1, 2):
+            k = net.coefs[n]["k"].view(1, 2, 1, 1)
+            assert not torch.equal(k[0, 0], k[0, 1])
+            prev, u = u, (1 - k) * u + k * prev + blocks[n](u)
+    torch.testing.assert_close(net(u0), u, rtol=1e-14, atol=1e-14)
+
+
+def test_k_zero_is_a_resnet():
+    torch.manual_seed(0)
+    blocks = _blocks(4)
+    u0 = torch.randn(3, 4, dtype=F64)
+    with torch.no_grad():
+        u = u0
+        for b in blocks:
+            u = u + b(u)
+    assert math.isclose((ODENet(blocks, "lm", k_init=0.0)(u0) - u).abs().max().item(), 0.0, abs_tol=1e-14)
