@@ -1,0 +1,40 @@
+"""Figures without pyplot: matplotlib is imported only when a figure is drawn, and PNGs
+are written atomically (a temporary file, then a rename), so a crash never leaves half an image."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+PathLike = Union[str, os.PathLike]
+
+
+def new_figure(width: float = 6.4, height: float = 4.8):
+    """A matplotlib Figure drawn by the Agg renderer. No pyplot, so no global state and
+    no change to the backend of a notebook the caller may be in."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig, path: PathLike, dpi: int = 150) -> Path:
+    """Write ``fig`` to ``path`` as PNG, atomically; parent folders are created."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"figures are written as PNG; give a path ending in .png, got {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=dpi)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a figure is for reading
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
