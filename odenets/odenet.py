@@ -153,16 +153,20 @@ class ODENet(nn.Module):
         if self.adaptive:
             return Carry(self._adaptive(u))
         scheme = self.scheme if self.training else self.scheme.deterministic
+        # read once per call: indexing a ModuleList or ParameterDict costs about a microsecond a time
+        fns = list(self.fns)
+        coefs = [{k: v for k, v in c.items()} for c in self.coefs]
         n = 0
         while n < self.steps:
-            if self.memory_efficient and self._shortcut(n) is None:
+            fn = fns[0 if self.shared else n]
+            if self.memory_efficient and _shortcut(fn) is None:
                 end = n
-                while end < self.steps and self._shortcut(end) is None:
+                while end < self.steps and _shortcut(fns[0 if self.shared else end]) is None:
                     end += 1
                 u = reversible_steps(self, u, n, end)
                 past, n = (), end
             else:
-                u, past = self._step(scheme, n, u, past)
+                u, past = self._step(scheme, n, fn, coefs[n] if coefs else {}, u, past)
                 n += 1
             if trajectory is not None:
                 trajectory.append(u)
@@ -175,53 +179,48 @@ class ODENet(nn.Module):
             raise ValueError(f"inverse() needs solver='revnet' without an activation (invertible steps); "
                              f"this net has solver={self.solver!r}, activation={self.activation}")
         for n in reversed(range(self.steps)):
-            if self._shortcut(n) is not None:
+            if _shortcut(self.fns[0 if self.shared else n]) is not None:
                 raise ValueError(f"step {n} changes the state's shape through a shortcut and cannot be inverted")
             u = self.inverse_step(n, u)
         return u
 
     # -- one step ---------------------------------------------------------------------
 
-    def fields(self, n: int, u: Tensor, expected: Optional[torch.Size] = None) -> list:
-        """Step n's functions as the scheme calls them, f(t, x), with training-mode noise.
+    def fields(self, n: int, fn: nn.Module, u: Tensor, expected: Optional[torch.Size] = None,
+               check: bool = True) -> list:
+        """Step n's functions (``fn`` is ``self.fns[n]``) as the scheme calls them,
+        f(t, x), with training-mode noise.
 
         Each output is checked against ``expected`` (a shape-changing step) or else
-        against the shape of the function's own input."""
-        i = 0 if self.shared else n
-        calls = [_checked(m, timed, expected, n) for m, timed in zip(_items(self.fns[i]), self._timed[i])]
+        against the shape of the function's own input; ``check=False`` leaves the check
+        to the scheme (a pair's shape-changing step, whose F maps one shape to another)."""
+        timed = self._timed[0 if self.shared else n]
+        calls = [_checked(m, t, expected, n) if check else solvers.timed(m) for m, t in zip(_items(fn), timed)]
         if self.noise == "shake_shake":
             return [solvers.shake_shake(calls, u, self.training)]
         if self.noise == "stochastic_depth" and self.training:
             return solvers.stochastic_depth(calls, self.survival[n], u)
         return calls
 
-    def _params(self, n: int) -> dict[str, Tensor]:
-        return {k: v for k, v in self.coefs[n].items()} if len(self.coefs) else {}
+    def _step(self, scheme: Scheme, n: int, fn: nn.Module, params: dict[str, Tensor], u: Tensor,
+              past: Past) -> tuple[Tensor, Past]:
+        t, dt = self.t0 + n * self.dt, self.dt
+        shortcut = _shortcut(fn)
 
-    def _shortcut(self, n: int) -> Optional[nn.Module]:
-        """The shortcut of a shape-changing step (for a pair of functions, the first one's)."""
-        fn = self.fns[0 if self.shared else n]
-        return getattr(_items(fn)[0], "shortcut", None)
-
-    def _step(self, scheme: Scheme, n: int, u: Tensor, past: Past) -> tuple[Tensor, Past]:
-        t, dt, params = self.t0 + n * self.dt, self.dt, self._params(n)
-        shortcut = self._shortcut(n)
-
-        def run(u: Tensor, *past_flat: Optional[Tensor]) -> tuple[Tensor, Record]:
-            past_ = _unflatten(past_flat)
+        def run(u: Tensor, past: Past) -> tuple[Tensor, Record]:
             if shortcut is None:
-                fs = self.fields(n, u)
+                fs = self.fields(n, fn, u)
 
                 def advance(fs: list) -> tuple[Tensor, Record]:
-                    return scheme.step(_one(fs), t, dt, u, past_, **params)
+                    return scheme.step(_one(fs), t, dt, u, past, **params)
             else:
                 pu = shortcut(u)
-                past_ = tuple(Record(shortcut(r.u)) for r in past_)
-                # with one function per step its output has the new shape; a pair's parts are checked by the scheme
-                fs = self.fields(n, u, pu.shape if scheme.functions == 1 else None)
+                past = tuple(Record(shortcut(r.u)) for r in past)
+                one = scheme.functions == 1  # then f's output has the new shape; a pair's F changes it, G does not
+                fs = self.fields(n, fn, u, pu.shape) if one else self.fields(n, fn, u, check=False)
 
                 def advance(fs: list) -> tuple[Tensor, Record]:
-                    return scheme.transition(_one(fs), t, dt, u, pu, past_, **params)
+                    return scheme.transition(_one(fs), t, dt, u, pu, past, **params)
             if self.noise == "stochastic_depth" and not self.training:
                 out, record = solvers.expected_step(advance, fs, self.survival[n])
             else:
@@ -229,18 +228,21 @@ class ODENet(nn.Module):
             return (out if self.activation is None else self.activation(out)), record
 
         if self.checkpoint and torch.is_grad_enabled():
-            out, record = _checkpoint(run, u, *_flatten(past), use_reentrant=False)
+            out, record = _checkpoint(lambda u, *flat: run(u, _unflatten(flat)), u, *_flatten(past),
+                                      use_reentrant=False)
         else:
-            out, record = run(u, *_flatten(past))
+            out, record = run(u, past)
         return out, ((record,) + tuple(past))[:scheme.history]
 
     def step(self, n: int, u: Tensor) -> Tensor:
         """u_{n+1} from u_n by a one-step scheme (no history, no shortcut)."""
-        return self.scheme.step(_one(self.fields(n, u)), self.t0 + n * self.dt, self.dt, u, ())[0]
+        fn = self.fns[0 if self.shared else n]
+        return self.scheme.step(_one(self.fields(n, fn, u)), self.t0 + n * self.dt, self.dt, u, ())[0]
 
     def inverse_step(self, n: int, u: Tensor) -> Tensor:
         """u_n from u_{n+1}, for ``revnet``."""
-        return self.scheme.inverse(_one(self.fields(n, u)), self.t0 + n * self.dt, self.dt, u)
+        fn = self.fns[0 if self.shared else n]
+        return self.scheme.inverse(_one(self.fields(n, fn, u)), self.t0 + n * self.dt, self.dt, u)
 
     def _check_state(self, u: Tensor) -> None:
         if not isinstance(u, Tensor):
@@ -287,6 +289,12 @@ def _checked(m: nn.Module, timed: bool, expected: Optional[torch.Size], n: int):
         return out
 
     return call
+
+
+def _shortcut(fn: nn.Module) -> Optional[nn.Module]:
+    """The shortcut of a shape-changing step's module (of a pair, the first function's).
+    Read from ``_modules``: a missing attribute costs an exception in nn.Module.__getattr__."""
+    return _items(fn)[0]._modules.get("shortcut")
 
 
 def _one(fs: list):

@@ -79,12 +79,11 @@ class LinearMultistep(Scheme):
         """(alpha, beta) for this step; floats, or tensors for learned coefficients."""
         return self.coefficients.alpha, self.coefficients.beta
 
-    def _combine(self, alpha, beta, dt: float, states, fs) -> Tensor:
+    def combine(self, states: Sequence[Tensor], alpha: Sequence) -> Tensor:
+        """sum_j alpha_j u_{n-j}; a tensor alpha_j is per step or per channel (dim 1)."""
         out = None
         for a, x in zip(alpha, states):
-            out = axpy(out, a, x)
-        for b, fx in zip(beta, fs):
-            out = axpy(out, dt * b, fx)
+            out = axpy(out, channelwise(a, x) if isinstance(a, Tensor) else a, x)
         return out
 
     def _ready(self, past: Past) -> bool:
@@ -96,12 +95,11 @@ class LinearMultistep(Scheme):
         if not self._ready(past):
             return self.starter.step(f, t, dt, u, past)
         alpha, beta = self.weights(**params)
-        alpha = [channelwise(a, u) if isinstance(a, Tensor) else a for a in alpha]
         fn = f(t, u)
-        states = [u] + [r.u for r in past]
-        fs = [fn] + [r.f for r in past]
-        keep_f = fn if any(self.coefficients.beta[1:]) else None
-        return self._combine(alpha, beta, dt, states, fs), Record(u, keep_f)
+        out = self.combine([u] + [r.u for r in past], alpha)
+        for b, fx in zip(beta, [fn] + [r.f for r in past]):
+            out = axpy(out, dt * b, fx)
+        return out, Record(u, fn if any(self.coefficients.beta[1:]) else None)
 
     def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor, past: Past,
                    **params: Tensor) -> tuple[Tensor, Record]:
@@ -111,8 +109,5 @@ class LinearMultistep(Scheme):
         if any(self.coefficients.beta[1:]) or not self._ready(past):
             return super().transition(f, t, dt, u, pu, past)
         alpha, beta = self.weights(**params)
-        alpha = [channelwise(a, pu) if isinstance(a, Tensor) else a for a in alpha]
-        states = [pu] + [r.u for r in past]
-        return self._combine(alpha, beta[:1], dt, states, [f(t, u)]), Record(pu)
-
-
+        out = self.combine([pu] + [r.u for r in past], alpha)
+        return axpy(out, dt * beta[0], f(t, u)), Record(pu)

@@ -45,10 +45,19 @@ def expected_step(advance: Callable[[Sequence[Field]], tuple[Tensor, Record]], f
     E[S(b f)] = p S(f) + (1 - p) S(0), exact for every scheme (a multi-stage scheme is
     not linear in f, so scaling f by p would not be). ``advance`` takes the step with
     the given fields. The f-value a multistep scheme keeps is scaled to its mean p f."""
-    out, record = advance(fields)
     if p >= 1:
-        return out, record
-    zero, _ = advance([lambda t, x: torch.zeros_like(x)] * len(fields))
+        return advance(fields)
+    outputs: dict[int, Tensor] = {}
+
+    def recording(i: int, g: Field) -> Field:
+        def call(t: float, x: Tensor) -> Tensor:
+            outputs[i] = out = g(t, x)
+            return out
+        return call
+
+    out, record = advance([recording(i, g) for i, g in enumerate(fields)])
+    # the zero field has f's own output shape, which a shape-changing step's f does not share with its input
+    zero, _ = advance([(lambda t, x, i=i: torch.zeros_like(outputs[i])) for i in range(len(fields))])
     f = None if record.f is None else p * record.f
     return torch.lerp(zero, out, p), record._replace(f=f)
 
