@@ -1,0 +1,18 @@
+"""The model zoo: the paper's residual architectures, each one architecture under a
+choice of solver.
+
+``zoo.create('resnet56')`` is a ResNet (forward Euler), ``zoo.create('lm_resnet56')``
+the LM-ResNet, and ``zoo.create('resnet56', solver='polynet')`` the same blocks as a
+PolyNet: each stage is an :class:`odenets.ODENet` over the stage's blocks.
+"""
+from . import models  # noqa: F401  (registers the architectures)
+from .blocks import BasicBlock, Bottleneck, PreActBasic, PreActBottleneck
+from .registry import create, list_models, register_model
+from .resnet import ResNet, Stage, build
+from .shortcuts import Halves, PadShortcut, Projection
+from .torchvision import from_torchvision
+
+__all__ = [
+    "BasicBlock", "Bottleneck", "Halves", "PadShortcut", "PreActBasic", "PreActBottleneck", "Projection",
+    "ResNet", "Stage", "build", "create", "from_torchvision", "list_models", "register_model",
+]

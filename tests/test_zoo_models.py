@@ -1,0 +1,21 @@
+"""A forward and a backward pass of every registered model on a small batch (CPU)."""
+import pytest
+import torch
+
+import zoo
+
+IMAGENET = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_forward_backward(name):
+    torch.manual_seed(0)
+    model = zoo.create(name, num_classes=7)
+    size = 64 if name.removeprefix("lm_") in IMAGENET else 32  # ImageNet models at a small resolution
+    out = model(torch.randn(2, 3, size, size))
+    assert out.shape == (2, 7)
+    out.square().mean().backward()
+    for key, p in model.named_parameters():  # every parameter of a zoo model is used
+        assert p.grad is not None, f"{key} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{key} has a non-finite gradient"

@@ -1,0 +1,59 @@
+"""torchvision ResNets and ResNeXts as zoo models: same weights, any solver."""
+from __future__ import annotations
+
+import re
+
+from torch import nn
+
+from .resnet import ResNet, Stage, build
+
+
+def from_torchvision(model: nn.Module, solver: str = "euler", **options) -> ResNet:
+    """The zoo model of a torchvision ResNet/ResNeXt (any depth, width, groups), with its weights.
+
+    The architecture is read off ``model`` and its state dict copied, so in eval mode the
+    zoo model computes the same function (solver='euler'). With solver='lm' the k_n start
+    at 0 (``k_init=0.0`` unless given), where the LM step is the Euler step: a pretrained
+    ResNet, unchanged, to fine-tune into an LM-ResNet. The result has ``model``'s device,
+    dtype and train/eval mode.
+    """
+    import torchvision.models.resnet as tv
+
+    if not isinstance(model, tv.ResNet):
+        raise TypeError(f"from_torchvision takes a torchvision.models.ResNet, got {type(model).__name__}")
+    layers = [model.layer1, model.layer2, model.layer3, model.layer4]
+    first = layers[0][0]
+    if not all(isinstance(m, nn.BatchNorm2d) for m in (model.bn1, first.bn1)):
+        raise ValueError("from_torchvision supports BatchNorm2d ResNets only")
+    if any(m.dilation != (1, 1) for m in model.modules() if isinstance(m, nn.Conv2d)):
+        raise ValueError("from_torchvision does not support replace_stride_with_dilation")
+    bottleneck = isinstance(first, tv.Bottleneck)
+    stages = [Stage(len(layer), layer[0].bn3.num_features if bottleneck else layer[0].bn2.num_features,
+                    layer[0].stride, layer[0].conv1.out_channels if bottleneck else 0) for layer in layers]
+    if solver == "lm":
+        options.setdefault("k_init", 0.0)
+    zoo = build(stages, block="bottleneck" if bottleneck else "basic", stem="imagenet",
+                stem_channels=model.conv1.out_channels, shortcut_kind="projection",
+                groups=first.conv2.groups if bottleneck else 1, num_classes=model.fc.out_features,
+                in_chans=model.conv1.in_channels, solver=solver, **options)
+    state = {_zoo_key(k): v for k, v in model.state_dict().items()}
+    missing, unexpected = zoo.load_state_dict(state, strict=False)
+    missing = [k for k in missing if ".coefs." not in k]  # the scheme's own coefficients stay as initialised
+    if missing or unexpected:
+        raise ValueError(f"torchvision weights do not fit the zoo model (solver={solver!r}): "
+                         f"missing {missing}, unexpected {unexpected}")
+    p = next(model.parameters())
+    return zoo.to(device=p.device, dtype=p.dtype).train(model.training)
+
+
+def _zoo_key(key: str) -> str:
+    """torchvision's state-dict key -> the zoo's: layer2.0.downsample.0.weight ->
+    stages.1.fns.0.shortcut.conv.weight, conv1.weight -> stem.conv.weight, fc -> head.fc."""
+    m = re.fullmatch(r"layer(\d)\.(\d+)\.(.*)", key)
+    if m:
+        rest = re.sub(r"^downsample\.0\.", "shortcut.conv.", re.sub(r"^downsample\.1\.", "shortcut.bn.", m[3]))
+        return f"stages.{int(m[1]) - 1}.fns.{m[2]}.{rest}"
+    for old, new in (("conv1.", "stem.conv."), ("bn1.", "stem.bn."), ("fc.", "head.fc.")):
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
