@@ -7,6 +7,8 @@ memory does not grow with the number of steps.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
@@ -38,17 +40,34 @@ class _Reversible(torch.autograd.Function):
         (u,) = ctx.saved_tensors
         net, index = ctx.net, ctx.index
         grads: list = [None] * len(index)
-        for n in reversed(range(ctx.start, ctx.end)):
-            ps = ctx.per_step[n - ctx.start]
-            with torch.no_grad():
-                u = net.inverse_step(n, u)
-            with torch.enable_grad():
-                x = u.detach().requires_grad_(True)
-                out = net.step(n, x)
-                g = torch.autograd.grad(out, (x, *ps), grad, allow_unused=True)
-            grad = g[0]
-            for p, gp in zip(ps, g[1:]):
-                if gp is not None:
-                    i = index[id(p)]
-                    grads[i] = gp if grads[i] is None else grads[i] + gp
+        with _frozen_norm_statistics(net.fns):
+            for n in reversed(range(ctx.start, ctx.end)):
+                ps = ctx.per_step[n - ctx.start]
+                with torch.no_grad():
+                    u = net.inverse_step(n, u)
+                with torch.enable_grad():
+                    x = u.detach().requires_grad_(True)
+                    g = torch.autograd.grad(net.step(n, x), (x, *ps), grad, allow_unused=True)
+                grad = g[0]
+                for p, gp in zip(ps, g[1:]):
+                    if gp is not None:
+                        i = index[id(p)]
+                        grads[i] = gp if grads[i] is None else grads[i] + gp
         return (grad, None, None, None, None, *grads)
+
+
+@contextmanager
+def _frozen_norm_statistics(module: nn.Module):
+    """Batch-norm layers keep their running statistics while the backward pass re-runs
+    the steps: the forward pass has already counted this batch once."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)

@@ -118,3 +118,25 @@ def test_memory_efficient_refuses_a_trajectory():
     """A trajectory keeps every state, which memory_efficient=True exists to avoid: refused up front."""
     with pytest.raises(ValueError, match="return_trajectory keeps every state"):
         ODENet(_pairs("per_step", 4), "revnet", return_trajectory=True, memory_efficient=True)
+
+
+def test_memory_efficient_backward_leaves_batchnorm_statistics_as_plain_backprop():
+    """Re-running the steps in the backward pass must not count the batch again in the
+    batch-norm running statistics: they end as plain backprop leaves them."""
+    torch.manual_seed(0)
+
+    def branch() -> nn.Module:
+        return nn.Sequential(nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 4))
+
+    pairs = [(branch(), branch()) for _ in range(3)]
+    plain = ODENet(pairs, "revnet")
+    u0 = torch.randn(16, 8)
+    plain(u0).sum().backward()
+    want = [b.clone() for name, b in plain.named_buffers()]
+    for m in plain.modules():  # back to the initial statistics
+        if isinstance(m, nn.BatchNorm1d):
+            m.reset_running_stats()
+    reversible = ODENet(pairs, "revnet", memory_efficient=True)
+    reversible(u0).sum().backward()
+    for w, (name, got) in zip(want, reversible.named_buffers()):
+        torch.testing.assert_close(got, w, msg=name)
