@@ -1,0 +1,252 @@
+"""``odenets analyze``: modified equations and learned k_n of trained LM networks,
+stability regions, and empirical orders of convergence, as tables and PNG figures."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError, UsageError
+
+DEFAULT_SIZES = (10, 3)
+"""(num_classes, in_chans) a model is first built with, before its checkpoint's shapes are read."""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("analyze", help="numerical analysis: modified equations, stability, convergence",
+                              description="Read networks as numerical schemes: the modified equation and learned "
+                                          "k_n of LM networks, regions of absolute stability, orders of "
+                                          "convergence.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    m = actions.add_parser("modified", help="learned k_n and modified equation of LM checkpoints",
+                           description="Print, for each step of each LM stage, k_n and the coefficients of the "
+                                       "modified equation (1 + k_n) u' + (1 - k_n)(dt/2) u'' = f(u).")
+    m.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
+                   help="checkpoint.pt files written by `odenets train` (or their --out folders)")
+    m.add_argument("--plot-k", metavar="OUT.png", help="draw k_n against depth, the checkpoints overlaid")
+    m.add_argument("--json", action="store_true", help="print the rows as JSON")
+
+    s = actions.add_parser("stability", help="regions of absolute stability in the z = dt*lambda plane",
+                           description="Compute where each scheme is stable for u' = lambda u, print its "
+                                       "interval on the negative real axis and draw the regions.")
+    s.add_argument("--schemes", default="euler,heun,rk4,ab2,lm", help="comma-separated scheme names "
+                   "(default: euler,heun,rk4,ab2,lm)")
+    s.add_argument("--k", default="-0.5", help="lm's coefficient, or several: --k=-0.5,-0.9 (default: -0.5)")
+    s.add_argument("--truncation", type=int, default=2, help="polynet's number of terms r (default: 2)")
+    s.add_argument("--checkpoint", metavar="CKPT", help="also draw the LM regions of this checkpoint's learned k_n")
+    s.add_argument("--out", metavar="OUT.png", help="write the figure here")
+    s.add_argument("--panels", action="store_true", help="one panel per scheme instead of overlaid")
+    s.add_argument("--re", type=float, nargs=2, default=(-4.0, 1.0), metavar=("LO", "HI"))
+    s.add_argument("--im", type=float, nargs=2, default=(-3.0, 3.0), metavar=("LO", "HI"))
+    s.add_argument("--resolution", type=int, default=401, help="grid points per axis (default: 401)")
+    s.add_argument("--json", action="store_true", help="print the intervals as JSON")
+
+    c = actions.add_parser("convergence", help="error against dt and fitted orders on a test ODE",
+                           description="Run each scheme through ODENet on the logistic equation u' = u(1 - u) "
+                                       "and fit the order of its error at T = 1 against dt.")
+    c.add_argument("--schemes", help="comma-separated scheme names (default: every deterministic one-function "
+                   "scheme)")
+    c.add_argument("--steps", default="8,16,32,64,128", help="comma-separated step counts (default: 8,16,32,64,128)")
+    c.add_argument("--k", type=float, default=-0.5, help="lm's constant k (default: -0.5)")
+    c.add_argument("--truncation", type=int, default=2, help="polynet's number of terms r (default: 2)")
+    c.add_argument("--out", metavar="OUT.png", help="write the log-log figure here")
+    c.add_argument("--json", action="store_true", help="print errors and slopes as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"modified": _modified, "stability": _stability, "convergence": _convergence}[args.action](args)
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
+def load_model(path) -> tuple[nn.Module, str]:
+    """The model of a checkpoint written by `odenets train`, rebuilt from the zoo with its
+    saved weights, and a label 'model (solver)'. The number of classes and of input
+    channels are read from the saved weights' shapes."""
+    from . import checkpoint, models
+    from .config import Config
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    state = checkpoint.load(path)
+    try:
+        cfg = Config(**state["config"])
+    except TypeError as e:
+        raise CheckpointError(f"{path} holds settings this odenets does not know: {e}") from None
+    if not cfg.model:
+        raise CheckpointError(f"{path} does not name its model (config 'model' is empty)")
+    model = models.build(cfg, *DEFAULT_SIZES)
+    sizes = _sizes(model, state["model"])
+    if sizes != DEFAULT_SIZES:
+        model = models.build(cfg, *sizes)
+    checkpoint.restore(model, state["model"], path, "model")
+    return model.eval(), f"{cfg.model} ({cfg.label})"
+
+
+def _sizes(model: nn.Module, weights: dict) -> tuple[int, int]:
+    """(num_classes, in_chans) from the saved weights of the last Linear and the first Conv."""
+    num_classes, in_chans = DEFAULT_SIZES
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    head = weights.get(f"{linears[-1]}.weight") if linears else None
+    stem = weights.get(f"{convs[0]}.weight") if convs else None
+    if isinstance(head, torch.Tensor) and head.dim() == 2:
+        num_classes = head.shape[0]
+    if isinstance(stem, torch.Tensor) and stem.dim() == 4:
+        in_chans = stem.shape[1]
+    return num_classes, in_chans
+
+
+def _lm_rows(model: nn.Module, label: str, path) -> list:
+    from odenets.analysis import modified_equation
+
+    try:
+        return modified_equation(model)
+    except ValueError as e:
+        raise UsageError(f"{path}: {label} has no LM steps to analyse ({e}); train an lm_* model or pass "
+                         "--solver lm") from None
+
+
+# -- actions ------------------------------------------------------------------------------------
+
+def _modified(args: argparse.Namespace) -> int:
+    from odenets.analysis import format_table, plot_learned_k
+
+    _check_png(args.plot_k, "--plot-k")
+    results = {}
+    for path in args.checkpoints:
+        model, label = load_model(path)
+        rows = _lm_rows(model, label, path)
+        key = label if label not in results else f"{label} [{path}]"
+        results[key] = rows
+    if args.json:
+        print(json.dumps({key: [r.as_dict() for r in rows] for key, rows in results.items()}, indent=1))
+    else:
+        for (key, rows), path in zip(results.items(), args.checkpoints):
+            print(f"== {path}: {key}")
+            print(format_table(rows))
+            print()
+    if args.plot_k:
+        plot_learned_k(results, args.plot_k)
+        print(f"wrote {args.plot_k}", file=sys.stderr)
+    return 0
+
+
+def _stability(args: argparse.Namespace) -> int:
+    import solvers
+    from odenets.analysis import (characteristic, learned_regions, plot_stability, real_interval,
+                                  stability_region, zero_stable)
+    from odenets.analysis.stability import ANALYSABLE
+
+    _check_png(args.out, "--out")
+    names = _names(args.schemes, "--schemes")
+    unknown = [n for n in names if n not in solvers.available()]
+    if unknown:
+        raise UsageError(f"unknown scheme(s) {', '.join(unknown)}; analysable: {', '.join(ANALYSABLE)}")
+    ks = _floats(args.k, "--k")
+    grid = {"re": tuple(args.re), "im": tuple(args.im), "resolution": args.resolution}
+    specs = []  # (scheme, keyword arguments)
+    for name in names:
+        if name == "lm":
+            specs += [("lm", {"k": k}) for k in ks]
+        elif name == "polynet":
+            specs.append(("polynet", {"truncation": args.truncation}))
+        else:
+            specs.append((name, {}))
+    try:
+        for name, kw in specs:
+            characteristic(name, **kw)
+        regions = [stability_region(name, **kw, **grid) for name, kw in specs]
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    table = [{"scheme": r.name, "real_interval": _interval(real_interval(name, **kw)),
+              "zero_stable": zero_stable(name, **kw)} for r, (name, kw) in zip(regions, specs)]
+    learned = None
+    if args.checkpoint:
+        model, label = load_model(args.checkpoint)
+        rows = _lm_rows(model, label, args.checkpoint)
+        learned = learned_regions(rows, **grid)
+        table += [{"scheme": f"{label} depth {r.depth}", "k": r.k.tolist(),
+                   "real_interval": _interval(real_interval("lm", k=r.k)), "zero_stable": zero_stable("lm", k=r.k)}
+                  for r in rows if r.learned]
+    if args.json:
+        print(json.dumps(table, indent=1))
+    else:
+        width = max(len(t["scheme"]) for t in table)
+        print(f"{'scheme'.ljust(width)}  stable on the real axis  zero-stable")
+        for t in table:
+            lo = t["real_interval"]
+            text = "nowhere left of 0" if lo is None else f"[{lo[0]:.4f}, 0]"
+            print(f"{t['scheme'].ljust(width)}  {text.ljust(23)}  {'yes' if t['zero_stable'] else 'no'}")
+    if args.out:
+        plot_stability(regions, args.out, learned=learned, panels=args.panels)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _convergence(args: argparse.Namespace) -> int:
+    import solvers
+    from odenets.analysis import convergence, plot_convergence
+    from odenets.analysis.convergence import SCHEMES
+
+    _check_png(args.out, "--out")
+    names = _names(args.schemes, "--schemes") if args.schemes else list(SCHEMES)
+    fixed = [n for n in solvers.available() if not solvers.is_adaptive(n)]
+    unknown = [n for n in names if n not in fixed]
+    if unknown:
+        raise UsageError(f"unknown or adaptive scheme(s) {', '.join(unknown)}; fixed-step schemes: {', '.join(fixed)}")
+    steps = [int(x) for x in _floats(args.steps, "--steps")]
+    options = {"lm": {"k_init": args.k}, "polynet": {"truncation": args.truncation}}
+    try:
+        result = convergence(names, steps=steps, options={n: options[n] for n in names if n in options})
+    except (ValueError, TypeError) as e:
+        raise UsageError(str(e)) from None
+    if args.json:
+        print(json.dumps({"problem": result.problem, "dts": result.dts.tolist(),
+                          "errors": {n: e.tolist() for n, e in result.errors.items()},
+                          "slopes": result.slopes, "orders": result.orders}, indent=1))
+    else:
+        print(f"error at T against dt on {result.problem}; slope fitted over the finest steps")
+        print(f"{'scheme':10}  order  slope  error at dt={float(result.dts.min()):.4g}")
+        for n in result.errors:
+            print(f"{n:10}  {result.orders[n]:5d}  {result.slopes[n]:5.2f}  {float(result.errors[n][-1]):.3e}")
+    if args.out:
+        plot_convergence(result, args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+# -- parsing helpers ----------------------------------------------------------------------------
+
+def _names(text: str, flag: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"{flag} needs at least one scheme name")
+    return names
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} takes comma-separated numbers, got {text!r}") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise UsageError(f"{flag} takes comma-separated finite numbers, got {text!r}")
+    return values
+
+
+def _check_png(path, flag: str) -> None:
+    if path is not None and Path(path).suffix.lower() != ".png":
+        raise UsageError(f"{flag} writes a PNG figure: give a path ending in .png, got {path!r}")
+
+
+def _interval(interval):
+    return None if interval is None else [interval[0], interval[1]]

@@ -1,0 +1,185 @@
+"""The settings of one training run, from the command line, the recipe and a checkpoint.
+
+Settings that define the run's mathematics (model, solver, data, hyper-parameters,
+seed) come from the flags given, else from a checkpoint being resumed, else from the
+recipe; a flag that contradicts the checkpoint is an error. The rest (device, workers,
+where the data lives, progress bars) may change between a run and its resumption.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Optional
+
+from .data import DATASETS, ON_BAD_IMAGE
+from .errors import UsageError
+from .recipe import recipe
+
+VARIANTS = {"sd": {"noise": "stochastic_depth"}, "ss": {"noise": "shake_shake"}}
+"""Solver suffixes: ``lm+sd`` is lm with stochastic depth, ``euler+ss`` with shake-shake."""
+
+
+@dataclass
+class Config:
+    model: Optional[str] = None
+    data: str = "digits"
+    solver: Optional[str] = None
+    options: dict = field(default_factory=dict)
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: Optional[float] = None
+    momentum: Optional[float] = None
+    weight_decay: Optional[float] = None
+    milestones: Optional[list] = None
+    seed: int = 0
+    image_size: Optional[int] = None
+    amp: bool = False
+    # below: may differ when a run is resumed
+    device: Optional[str] = None
+    compile: bool = False
+    workers: int = 0
+    data_dir: str = "data"
+    download: bool = False
+    on_bad_image: str = "stop"
+    out: Optional[str] = None
+    quiet: bool = False
+
+    ENVIRONMENT = ("device", "compile", "workers", "data_dir", "download", "on_bad_image", "out", "quiet")
+
+    def resolved(self) -> "Config":
+        """A copy with every unset hyper-parameter taken from the data set's recipe."""
+        r = recipe(self.data, self.model or "")
+        values = asdict(self)
+        for name in ("model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "milestones"):
+            if values[name] is None:
+                values[name] = list(getattr(r, name)) if name == "milestones" else getattr(r, name)
+        if values["out"] is None:
+            values["out"] = f"runs/{self.data}-{values['model']}-{self.label}-seed{self.seed}"
+        return Config(**values)
+
+    @property
+    def label(self) -> str:
+        """How tables and folders name the solver: ``lm``, ``lm+sd``, ``default``."""
+        return self.solver or "default"
+
+    def run_settings(self) -> dict:
+        """The settings that define the run: what a resumed run must share."""
+        return {k: v for k, v in asdict(self).items() if k not in self.ENVIRONMENT}
+
+    def check(self) -> "Config":
+        """Raise a UsageError naming the choices for an unknown data set, model or solver,
+        or a bad number; cheap, so done before any data is read."""
+        import solvers
+        import zoo
+
+        if self.data not in DATASETS:
+            raise UsageError(f"unknown data set {self.data!r}; choose one of: {', '.join(DATASETS)}")
+        if self.model is not None and self.model not in zoo.list_models():
+            raise UsageError(f"unknown model {self.model!r}; choose one of: {', '.join(zoo.list_models())}")
+        if self.solver is not None and self.solver not in solvers.available():
+            raise UsageError(f"unknown solver {self.solver!r}; choose one of: {', '.join(solvers.available())} "
+                             f"(optionally with +{' or +'.join(VARIANTS)})")
+        if self.on_bad_image not in ON_BAD_IMAGE:
+            raise UsageError(f"--on-bad-image must be one of: {', '.join(ON_BAD_IMAGE)}")
+        for name in ("epochs", "batch_size", "image_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.lr is not None and not self.lr > 0:
+            raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.workers < 0:
+            raise UsageError(f"--workers must be >= 0, got {self.workers}")
+        return self
+
+    def resume(self, saved: dict, given: set[str]) -> "Config":
+        """This run continued from a checkpoint's settings ``saved``: a run setting given
+        as a flag must agree with it; an environment setting given overrides it."""
+        mine = asdict(self)
+        for name, value in saved.items():
+            if name not in mine:
+                continue
+            if name not in given:
+                mine[name] = value
+            elif name not in self.ENVIRONMENT and mine[name] != value:
+                raise UsageError(f"the checkpoint was trained with {name}={value!r}, but this command asks for "
+                                 f"{mine[name]!r}; leave the flag out to resume, or start a new run in another --out")
+        return Config(**mine)
+
+
+def split_solver(spec: str) -> tuple[str, dict]:
+    """``'lm+sd'`` -> ``('lm', {'noise': 'stochastic_depth'})``."""
+    name, *suffixes = spec.split("+")
+    options = {}
+    for s in suffixes:
+        if s not in VARIANTS:
+            raise UsageError(f"unknown solver variant +{s} in {spec!r}; known: "
+                             + ", ".join(f"+{k} ({v['noise']})" for k, v in VARIANTS.items()))
+        options.update(VARIANTS[s])
+    return name, options
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``['k_init=0.0', 'truncation=3']`` -> ``{'k_init': 0.0, 'truncation': 3}``; a value
+    is a Python literal where it parses as one, else a string."""
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--opt takes KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[key] = value
+    return options
+
+
+def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
+    """The flags shared by ``train`` and ``ablate``. Hyper-parameters default to None,
+    meaning: the checkpoint's when resuming, else the recipe's."""
+    p.add_argument("--data", metavar="NAME",
+                   help=f"data set: {', '.join(DATASETS)} (default: digits)")
+    p.add_argument("--model", metavar="NAME", help="architecture from the zoo (default: the data set's recipe)")
+    if solver:
+        p.add_argument("--solver", metavar="NAME", help="scheme that unrolls the residual blocks, e.g. euler, lm, "
+                       "rk4, polynet, revnet, lm+sd (default: the model's own)")
+    p.add_argument("--noise", choices=("stochastic_depth", "shake_shake"), help="noise on the residual terms")
+    p.add_argument("--survival", type=float, metavar="P", help="stochastic depth: survival of the last block")
+    p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="a model or solver option, e.g. k_init=0.0 "
+                   "(repeatable)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="the global batch, split over the processes")
+    p.add_argument("--lr", type=float, help="base learning rate, divided by 10 at the milestones")
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--milestones", type=float, nargs="+", metavar="FRACTION",
+                   help="fractions of the epochs at which the rate is divided by 10 (default: 0.5 0.75)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--image-size", type=int, help="imagefolder: side of the crops (default 224)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision: bfloat16 on CPU, float16 with gradient scaling on CUDA")
+    p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available, else cpu)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+    p.add_argument("--workers", type=int, help="data-loading processes (default 0)")
+    p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (default: ./data)")
+    p.add_argument("--download", action="store_true", default=None, help="fetch CIFAR into --data-dir")
+    p.add_argument("--on-bad-image", choices=ON_BAD_IMAGE, help="an unreadable image stops the run (default) "
+                   "or is skipped")
+    p.add_argument("--out", metavar="DIR", help="folder for checkpoint, logs and results")
+    p.add_argument("--quiet", action="store_true", default=None, help="no progress bars or per-epoch lines")
+
+
+def from_args(args: argparse.Namespace) -> tuple[Config, set[str]]:
+    """The Config the flags ask for, and the names of the settings given explicitly."""
+    values = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name, None) is not None}
+    options = {}
+    if getattr(args, "solver", None):
+        values["solver"], options = split_solver(args.solver)
+    if args.noise:
+        options["noise"] = args.noise
+    if args.survival is not None:
+        options["survival"] = args.survival
+    options.update(parse_options(args.opt))
+    if options:
+        values["options"] = options
+    return Config(**values), set(values)

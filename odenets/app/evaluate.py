@@ -1,0 +1,88 @@
+"""Test loss and accuracy, and ``odenets eval CHECKPOINT``."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from . import checkpoint, distributed
+from .config import Config
+from .distributed import Context
+
+
+def autocast(device: torch.device, enabled: bool):
+    """Mixed precision: bfloat16 on CPU, float16 on CUDA (with a GradScaler in training)."""
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
+
+
+def test_loader(dataset, ctx: Context, batch_size: int, workers: int) -> DataLoader:
+    """This process's share of the test set: every world-th image, none twice."""
+    shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world))
+    return DataLoader(shard, batch_size=batch_size, num_workers=workers, pin_memory=ctx.device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, ctx: Context, amp: bool = False) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over the whole test set (all processes' shares)."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)
+    for x, y in loader:
+        x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+        with autocast(ctx.device, amp):
+            logits = model(x)
+        sums[0] += F.cross_entropy(logits.float(), y, reduction="sum")
+        sums[1] += (logits.argmax(1) == y).sum()
+        sums[2] += len(y)
+    model.train(was_training)
+    loss, correct, count = distributed.all_sum(ctx, sums).tolist()
+    return loss / max(count, 1), correct / max(count, 1)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="test loss and accuracy of a checkpoint",
+                              description="Evaluate a checkpoint written by `odenets train` on its data set's "
+                                          "test split.")
+    p.add_argument("checkpoint", help="a checkpoint.pt file (or the --out folder holding one)")
+    p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (default: as in training)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", help="default: cuda when available, else cpu")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--amp", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import data, models
+
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    state = checkpoint.load(path)
+    known = {f.name for f in fields(Config)}
+    cfg = Config(**{k: v for k, v in state["config"].items() if k in known})
+    if args.data_dir:
+        cfg.data_dir = args.data_dir
+    ctx = distributed.setup(args.device)
+    ds = data.load(cfg.data, cfg.data_dir, False, cfg.on_bad_image, cfg.image_size)
+    model = models.build(cfg, ds.num_classes, ds.in_chans)
+    checkpoint.restore(model, state["model"], path, "model")
+    model.to(ctx.device)
+    loss, acc = evaluate(model, test_loader(ds.test, ctx, args.batch_size, args.workers), ctx, args.amp)
+    result = {"checkpoint": str(path), "model": cfg.model, "solver": cfg.label, "data": cfg.data,
+              "epoch": state["epoch"], "test_loss": loss, "test_acc": acc, "test_images": len(ds.test)}
+    if ctx.main:
+        print(json.dumps(result) if args.json else
+              f"{cfg.model} ({cfg.label}) on {cfg.data}, epoch {state['epoch']}: test loss {loss:.4f}, "
+              f"accuracy {100 * acc:.2f}% of {len(ds.test)} images")
+    return 0

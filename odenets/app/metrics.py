@@ -1,0 +1,33 @@
+"""The per-epoch record of a run: a log line, and the history as JSON lines and CSV."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from .checkpoint import atomic_write
+
+COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+
+
+def line(row: dict, epochs: int) -> str:
+    """``epoch 3/10  train loss 0.412 acc 87.3%  test loss 0.301 acc 91.1%  lr 0.05  2.1s``"""
+    return (f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}%  "
+            f"test loss {row['test_loss']:.4f} acc {100 * row['test_acc']:.2f}%  lr {row['lr']:.4g}  "
+            f"{row['seconds']:.1f}s")
+
+
+def write(out: Path, history: list[dict]) -> None:
+    """Rewrite metrics.jsonl and metrics.csv from the whole history (so a resumed run's
+    files hold each epoch once)."""
+    atomic_write(out / "metrics.jsonl", lambda f: f.write("".join(json.dumps(r) + "\n" for r in history)), "w")
+    text = io.StringIO()
+    w = csv.DictWriter(text, COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(history)
+    atomic_write(out / "metrics.csv", lambda f: f.write(text.getvalue()), "w")
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"), "w")

@@ -1,0 +1,273 @@
+"""The training loop, and ``odenets train``.
+
+One epoch: SGD over the epoch's batches (the order drawn from (seed, epoch)), the test
+set, a log line, the history as JSON lines and CSV, and a checkpoint. SIGINT/SIGTERM
+make the loop finish its step, save and stop; a NaN or infinite loss stops it before
+the weights are touched, so the last checkpoint stays good.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from . import checkpoint, config, data, distributed, metrics, models, recipe, seeding, signals
+from .config import Config
+from .errors import CheckpointError, Interrupted, NonFiniteLoss, UsageError
+from .evaluate import autocast, evaluate, test_loader
+
+OnStep = Callable[[nn.Module, int, int], None]
+"""Called after every optimizer step with (model, epoch, step): a hook for tests and tools."""
+
+
+def fit(cfg: Config, state: Optional[dict] = None, on_step: Optional[OnStep] = None, lines: bool = True) -> dict:
+    """Train ``cfg`` from scratch, or on from checkpoint ``state`` (see
+    :func:`checkpoint.load`); return the result, also written to <out>/result.json.
+    ``lines``: print a line per epoch (unless ``cfg.quiet``)."""
+    return _Run(cfg.resolved().check(), state, on_step, lines).run()
+
+
+class _Run:
+    def __init__(self, cfg: Config, state: Optional[dict], on_step: Optional[OnStep], lines: bool = True):
+        self.cfg, self.on_step, self.lines = cfg, on_step, lines and not cfg.quiet
+        self.ctx = ctx = distributed.setup(cfg.device)
+        self.out = Path(cfg.out)
+        self.path = self.out / "checkpoint.pt"
+        if state is None and self.path.exists():
+            raise UsageError(f"{self.path} already exists; pass --resume to continue that run, or choose another "
+                             "--out")
+        if cfg.batch_size % ctx.world:
+            raise UsageError(f"--batch-size {cfg.batch_size} must be a multiple of the {ctx.world} processes")
+        self.per_process = cfg.batch_size // ctx.world
+
+        seeding.seed_everything(cfg.seed)
+        self.data = data.load(cfg.data, cfg.data_dir, cfg.download, cfg.on_bad_image, cfg.image_size)
+        self.model = model = models.build(cfg, self.data.num_classes, self.data.in_chans).to(ctx.device)
+        sample = self.data.train[0][0].unsqueeze(0).to(ctx.device)
+        self.parameters, self.evaluations = models.parameters(model), models.evaluations(model, sample)
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp and ctx.device.type == "cuda")
+        self.epoch, self.batch, self.step, self.history = 0, 0, 0, []
+        self.partial = _fresh()
+        self.saved: Optional[str] = None  # where and when the last good checkpoint was written
+        if state is not None:
+            self._restore(state)
+
+        net = model
+        if ctx.world > 1:
+            net = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.index
+                                                      is not None else None)
+        self.net = torch.compile(net) if cfg.compile else net
+        self.eval_net = torch.compile(model) if cfg.compile else model
+        self.sampler = seeding.EpochSampler(len(self.data.train), cfg.seed, ctx.rank, ctx.world)
+        self.loader_rng = torch.Generator()  # seeds the loader's workers, reseeded every epoch
+        self.loader = DataLoader(self.data.train, self.per_process, sampler=self.sampler, num_workers=cfg.workers,
+                                 generator=self.loader_rng, pin_memory=ctx.device.type == "cuda")
+        self.tests = test_loader(self.data.test, ctx, self.per_process, cfg.workers)
+        self.bars = not cfg.quiet and ctx.main and sys.stderr.isatty()
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        cfg, ctx = self.cfg, self.ctx
+        if ctx.main:
+            metrics.write_json(self.out / "config.json", asdict(cfg))
+        with signals.stop_requests(announce=ctx.main) as stop, \
+                tqdm(total=cfg.epochs, initial=self.epoch, desc="epochs", unit="epoch", disable=not self.bars) as bar:
+            while self.epoch < cfg.epochs:
+                self._train_epoch(stop)
+                self._end_epoch(bar)
+                bar.update()
+                if self._agree(stop.requested):
+                    raise self._interrupted(stop)
+        last = self.history[-1] if self.history else {}
+        result = {"config": asdict(cfg), "label": cfg.label, "parameters": self.parameters,
+                  "evaluations": self.evaluations, "epochs": self.epoch, "test_acc": last.get("test_acc"),
+                  "test_loss": last.get("test_loss"), "seconds": sum(r["seconds"] for r in self.history),
+                  "history": self.history, "checkpoint": str(self.path)}
+        if ctx.main:
+            metrics.write_json(self.out / "result.json", result)
+        distributed.barrier(ctx)
+        return result
+
+    def _train_epoch(self, stop: signals.Stop) -> None:
+        cfg, ctx = self.cfg, self.ctx
+        lr = recipe.lr_at(cfg.lr, self.epoch, cfg.epochs, tuple(cfg.milestones))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.batch == 0:  # a fresh epoch; a part-done one had its random state restored
+            seeding.seed_everything(seeding.derive(cfg.seed, self.epoch, ctx.rank))
+        self.sampler.set_epoch(self.epoch, self.batch * self.per_process)
+        self.loader_rng.manual_seed(seeding.derive(cfg.seed, self.epoch, ctx.rank, 1))
+        started = time.perf_counter()
+        self.net.train()
+        batches = tqdm(self.loader, desc=f"epoch {self.epoch + 1}", initial=self.batch, leave=False,
+                       total=self.batch + len(self.loader), disable=not self.bars)
+        for x, y in batches:
+            x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+            with autocast(ctx.device, cfg.amp):
+                logits = self.net(x)
+                loss = F.cross_entropy(logits, y)
+            stats = torch.stack([loss.detach().float() * len(y), (logits.argmax(1) == y).sum().float(),
+                                 torch.tensor(float(len(y)), device=ctx.device),
+                                 torch.tensor(float(stop.requested), device=ctx.device)])
+            loss_sum, correct, count, stopping = distributed.all_sum(ctx, stats).tolist()
+            if not math.isfinite(loss_sum):
+                raise self._non_finite(f"the loss became {loss_sum / count:.4g} at epoch {self.epoch + 1}, step "
+                                       f"{self.step + 1} (batch {self.batch + 1} of the epoch)")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.step, self.batch = self.step + 1, self.batch + 1
+            for key, value in (("loss", loss_sum), ("correct", correct), ("count", count)):
+                self.partial[key] += value
+            batches.set_postfix(loss=f"{self.partial['loss'] / self.partial['count']:.4f}", refresh=False)
+            if self.on_step is not None:
+                self.on_step(self.model, self.epoch, self.step)
+            if stopping if ctx.world > 1 else stop.requested:
+                self.partial["seconds"] += time.perf_counter() - started
+                self._save()
+                raise self._interrupted(stop)
+        self.partial["seconds"] += time.perf_counter() - started
+
+    def _end_epoch(self, bar: tqdm) -> None:
+        cfg, ctx, p = self.cfg, self.ctx, self.partial
+        started = time.perf_counter()
+        distributed.broadcast_buffers(ctx, self.model)
+        test_loss, test_acc = evaluate(self.eval_net, self.tests, ctx, cfg.amp)
+        row = {"epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
+               "train_loss": p["loss"] / max(p["count"], 1), "train_acc": p["correct"] / max(p["count"], 1),
+               "test_loss": test_loss, "test_acc": test_acc, "seconds": p["seconds"] + time.perf_counter() - started}
+        self.history.append(row)
+        self.epoch, self.batch, self.partial = self.epoch + 1, 0, _fresh()
+        self._save()
+        if ctx.main:
+            metrics.write(self.out, self.history)
+            if self.lines:
+                bar.write(metrics.line(row, cfg.epochs), file=sys.stdout)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise self._non_finite(f"the weights became NaN or infinite by step {self.step} "
+                                   f"(epoch {self.epoch + (self.batch > 0)})")
+        rng = distributed.gather(self.ctx, seeding.rng_state())
+        if self.ctx.main:
+            checkpoint.save(self.path, {
+                "config": asdict(self.cfg), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "epoch": self.epoch, "batch": self.batch, "step": self.step, "partial": dict(self.partial),
+                "history": self.history, "rng": rng, "world_size": self.ctx.world,
+                "parameters": self.parameters, "evaluations": self.evaluations})
+        self.saved = self._position(self.path)
+        distributed.barrier(self.ctx)
+
+    def _position(self, path) -> str:
+        part = f", part-way through epoch {self.epoch + 1}" if self.batch else ""
+        return f"{path} (after epoch {self.epoch}{part}, step {self.step})"
+
+    def _restore(self, state: dict) -> None:
+        path, saved, mine = state["path"], state["config"], asdict(self.cfg)
+        for key in ("data", "model", "solver", "options"):
+            if saved.get(key) != mine[key]:
+                raise CheckpointError(f"{path} was trained with {key} {saved.get(key)!r}; this run has "
+                                      f"{mine[key]!r}")
+        checkpoint.restore(self.model, state["model"], path, "model")
+        checkpoint.restore(self.optimizer, state["optimizer"], path, "optimizer")
+        if state["scaler"] and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self.history, self.partial = state["history"], {**_fresh(), **state["partial"]}
+        if self.batch and (state["world_size"] != self.ctx.world or len(state["rng"]) != self.ctx.world):
+            if self.ctx.main:
+                print(f"odenets: {path} stopped part-way through epoch {self.epoch + 1} with "
+                      f"{state['world_size']} processes; with {self.ctx.world} that epoch starts over",
+                      file=sys.stderr)
+            self.batch, self.partial = 0, _fresh()
+            self.step = self.history[-1]["step"] if self.history else 0
+        elif self.batch:
+            seeding.set_rng_state(state["rng"][self.ctx.rank])
+        self.saved = self._position(path)
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def _agree(self, flag: bool) -> bool:
+        """Whether any process has ``flag`` set (all processes must stop together)."""
+        return bool(distributed.all_sum(self.ctx, torch.tensor([float(flag)], device=self.ctx.device)).item())
+
+    def _interrupted(self, stop: signals.Stop) -> Interrupted:
+        where = (f"part-way through epoch {self.epoch + 1}/{self.cfg.epochs} (step {self.step})" if self.batch
+                 else f"after epoch {self.epoch}/{self.cfg.epochs} (step {self.step})")
+        error = Interrupted(f"stopped by {stop.name or 'a signal'} {where}; the checkpoint is {self.path}",
+                            stop.signum or 2)
+        error.checkpoint = str(self.path)
+        return error
+
+    def _non_finite(self, what: str) -> NonFiniteLoss:
+        last = f"the last good checkpoint is {self.saved}" if self.saved else "no checkpoint was written"
+        return NonFiniteLoss(f"{what}; stopped without saving: {last}. A smaller --lr may help")
+
+
+def _fresh() -> dict:
+    return {"loss": 0.0, "correct": 0.0, "count": 0.0, "seconds": 0.0}
+
+
+# -- the command -----------------------------------------------------------------------
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train one network", description="Train a network from the zoo on a "
+                              "data set, with a checkpoint and a log line every epoch.")
+    config.add_arguments(p)
+    p.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
+                   help="continue from CHECKPOINT (a file or a run's folder; alone: the one in --out)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg, given = config.from_args(args)
+    state = None
+    if args.resume is not None:
+        path = Path(args.resume or cfg.resolved().out)
+        state = checkpoint.load(path / "checkpoint.pt" if path.is_dir() else path)
+        cfg = cfg.resume(state["config"], given)
+        cfg.out = args.out or str(Path(state["path"]).parent)
+    try:
+        result = fit(cfg, state)
+    except Interrupted as e:
+        raise Interrupted(f"{e}\nresume with:\n  {resume_command(getattr(args, 'argv', None), e.checkpoint)}",
+                          e.exit_code - 128) from None
+    if not cfg.quiet and int(os.environ.get("RANK", "0")) == 0:
+        print(f"done: {result['epochs']} epochs, test accuracy {100 * result['test_acc']:.2f}%; results in "
+              f"{Path(result['checkpoint']).parent}")
+    return 0
+
+
+def resume_command(argv: Optional[list[str]], path: str) -> str:
+    """The command that continues this run: the same one, with ``--resume path``."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"the same torchrun command with --resume {shlex.quote(path)}"
+    args, rest = [], list(argv if argv is not None else sys.argv[1:])
+    while rest:
+        a = rest.pop(0)
+        if a == "--resume":
+            if rest and not rest[0].startswith("-"):
+                rest.pop(0)
+        elif not a.startswith("--resume="):
+            args.append(a)
+    program = ["odenets"] if Path(sys.argv[0]).name == "odenets" else [sys.executable, "-m", "odenets"]
+    return shlex.join(program + args + ["--resume", path])

@@ -1,0 +1,127 @@
+"""``odenets analyze``: modified / stability / convergence on the command line, and its errors."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from odenets.app import analyze, checkpoint
+from odenets.app.config import Config
+from odenets.app.errors import CheckpointError, UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(argv):
+    p = argparse.ArgumentParser(prog="odenets")
+    analyze.register(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+def save(path, model_name, model):
+    """A checkpoint as `odenets train` writes it (digits: 1 input channel, 10 classes)."""
+    checkpoint.save(path, {"config": asdict(Config(model=model_name, data="digits")), "model": model.state_dict(),
+                           "optimizer": {}, "scaler": {}, "epoch": 1, "batch": 0, "step": 10, "partial": {},
+                           "history": [], "rng": [], "world_size": 1})
+    return str(path)
+
+
+@pytest.fixture
+def lm_checkpoint(tmp_path):
+    model = zoo.create("lm_resnet8", num_classes=10, in_chans=1)
+    ks = []
+    with torch.no_grad():
+        for i, p in enumerate(name for name, _ in model.named_parameters() if name.endswith(".k")):
+            value = -0.1 * (i + 1)
+            model.get_parameter(p).fill_(value)
+            ks.append(value)
+    assert ks, "lm_resnet8 should hold learned k_n"
+    return save(tmp_path / "lm.pt", "lm_resnet8", model), ks
+
+
+def test_modified_prints_the_hand_set_coefficients(lm_checkpoint, tmp_path, capsys):
+    path, ks = lm_checkpoint
+    assert run(["analyze", "modified", path, "--json"]) == 0
+    (label, rows), = json.loads(capsys.readouterr().out).items()
+    assert label.startswith("lm_resnet8")
+    learned = [r for r in rows if r["learned"]]
+    assert not rows[0]["learned"] and rows[0]["k"] == 0.0  # the first step: forward Euler
+    assert [r["k"] for r in learned] == pytest.approx(ks)
+    assert [r["u1"] for r in learned] == pytest.approx([1 + k for k in ks])
+    assert [r["u2"] for r in learned] == pytest.approx([(1 - k) * r["dt"] / 2 for k, r in zip(ks, learned)])
+    out = tmp_path / "k.png"
+    assert run(["analyze", "modified", path, path, "--plot-k", str(out)]) == 0
+    assert "momentum" in capsys.readouterr().out
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_stability_with_a_checkpoint(lm_checkpoint, tmp_path, capsys):
+    path, ks = lm_checkpoint
+    out = tmp_path / "regions.png"
+    assert run(["analyze", "stability", "--schemes", "euler,rk4,ab2,lm", "--k=-0.5,0.5", "--out", str(out),
+                "--checkpoint", path, "--resolution", "101", "--json"]) == 0
+    table = {t["scheme"]: t for t in json.loads(capsys.readouterr().out)}
+    assert table["rk4"]["real_interval"][0] == pytest.approx(-2.7853, abs=1e-3)
+    assert table["ab2"]["real_interval"][0] == pytest.approx(-1.0, abs=1e-6)
+    assert table["lm(k=-0.5)"]["real_interval"][0] == pytest.approx(-3.0, abs=1e-6)
+    assert table["lm(k=0.5)"]["real_interval"][0] == pytest.approx(-1.0, abs=1e-6)
+    learned = [t for name, t in table.items() if "depth" in name]
+    assert [t["real_interval"][0] for t in learned] == pytest.approx([-2 * (1 - k) for k in ks], abs=1e-6)
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_convergence(tmp_path, capsys):
+    out = tmp_path / "conv.png"
+    assert run(["analyze", "convergence", "--schemes", "euler,rk4", "--steps", "16,32,64", "--out", str(out),
+                "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["slopes"]["euler"] == pytest.approx(1, abs=0.2)
+    assert result["slopes"]["rk4"] == pytest.approx(4, abs=0.2)
+    assert out.is_file()
+
+
+def test_bad_input(tmp_path, lm_checkpoint):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        run(["analyze", "modified", str(tmp_path / "missing.pt")])
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(Path(lm_checkpoint[0]).read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        run(["analyze", "modified", str(corrupt)])
+    resnet = save(tmp_path / "resnet.pt", "resnet8", zoo.create("resnet8", num_classes=10, in_chans=1))
+    with pytest.raises(UsageError, match="no LM steps.*euler"):
+        run(["analyze", "modified", resnet])
+    with pytest.raises(UsageError, match="unknown scheme.*analysable: euler"):
+        run(["analyze", "stability", "--schemes", "euler,rk5"])
+    with pytest.raises(UsageError, match="no linear stability analysis"):
+        run(["analyze", "stability", "--schemes", "revnet"])
+    with pytest.raises(UsageError, match="png"):
+        run(["analyze", "stability", "--out", str(tmp_path / "x.svg")])
+    with pytest.raises(UsageError, match="unknown or adaptive"):
+        run(["analyze", "convergence", "--schemes", "euler,dopri5"])
+
+
+@pytest.mark.slow
+def test_python_dash_m_odenets_analyze(tmp_path):
+    out = tmp_path / "regions.png"
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "odenets", "analyze", "stability", "--schemes", "euler,rk4",
+                           "--out", str(out), "--resolution", "81"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "[-2.7853, 0]" in proc.stdout
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_reports_errors_without_a_traceback(capsys):
+    from odenets.app import cli
+
+    assert cli.main(["analyze", "stability", "--schemes", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "odenets analyze: error: unknown scheme(s) nope" in err and "Traceback" not in err

@@ -1,0 +1,74 @@
+"""`odenets ablate` end to end on the digits: the table, its files and figure, and
+reruns that reuse finished runs and resume interrupted ones."""
+import csv
+import json
+import os
+import signal
+
+import pytest
+import torch
+from PIL import Image
+
+import zoo
+from odenets import ODENet
+from odenets.app import cli
+from odenets.app.ablate import _config
+from odenets.app.config import Config
+from odenets.app.errors import Interrupted
+from odenets.app.train import fit
+
+ARGS = ["ablate", "--model", "resnet8", "--solvers", "euler,rk4", "--seeds", "2", "--epochs", "2",
+        "--batch-size", "128"]
+
+
+def expected_evaluations(model):
+    """f-evaluations per forward read off the architecture: each step of each ODENet
+    evaluates its f scheme.evals times, a shape-changing step (with a shortcut) once."""
+    def first(step):  # a pair scheme's step holds (F, G); the shortcut sits on F
+        return step[0] if isinstance(step, torch.nn.ModuleList) else step
+
+    return sum(1 if hasattr(first(net.fns[min(n, len(net.fns) - 1)]), "shortcut") else net.scheme.evals
+               for net in model.modules() if isinstance(net, ODENet) for n in range(net.steps))
+
+
+@pytest.mark.slow
+def test_ablate_table_files_and_figure(tmp_path, capsys):
+    out = tmp_path / "ablation"
+    # an earlier, interrupted ablation left euler seed 0 part-way through its first epoch
+    first = _config(Config(model="resnet8", epochs=2, batch_size=128).resolved(), "euler", 0, out)
+    with pytest.raises(Interrupted):
+        fit(first, on_step=lambda model, epoch, step: step == 3 and os.kill(os.getpid(), signal.SIGINT))
+
+    assert cli.main(ARGS + ["--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "solver" in stdout and "f-evals" in stdout and "(reused)" not in stdout
+    with open(out / "ablation.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["solver"] for r in rows] == ["euler", "rk4"]
+    for row in rows:
+        model = zoo.create("resnet8", in_chans=1, solver=row["solver"])
+        assert int(row["evaluations"]) == expected_evaluations(model)
+        assert int(row["parameters"]) == sum(p.numel() for p in model.parameters())
+        assert float(row["acc_mean"]) > 30 and float(row["acc_std"]) >= 0 and int(row["seeds"]) == 2
+    assert int(rows[1]["evaluations"]) > int(rows[0]["evaluations"])  # rk4 evaluates f 4 times a step
+    report = json.loads((out / "ablation.json").read_text())
+    assert [len(report["runs"][s]) for s in ("euler", "rk4")] == [2, 2]
+    assert all(len(run["history"]) == 2 for runs in report["runs"].values() for run in runs)
+    seeds = [run["config"]["seed"] for run in report["runs"]["rk4"]]
+    assert seeds == [0, 1]
+    accs = [100 * run["test_acc"] for run in report["runs"]["euler"]]
+    assert float(rows[0]["acc_mean"]) == pytest.approx(sum(accs) / 2)
+    with Image.open(out / "ablation.png") as image:
+        assert image.format == "PNG" and image.size[0] > 800
+    # the interrupted run was resumed (a fresh start would refuse its checkpoint) and finished
+    resumed = json.loads((out / "runs" / "euler" / "seed0" / "result.json").read_text())
+    assert resumed["history"][-1]["step"] == 2 * 11
+
+    # a rerun reuses every finished run and prints the same table
+    assert cli.main(ARGS + ["--out", str(out)]) == 0
+    again = capsys.readouterr().out
+    assert again.count("(reused)") == 4
+    assert stdout.split("f-evals")[1] == again.split("f-evals")[1]
+    # the same folder with other settings is refused
+    assert cli.main(ARGS[:-4] + ["--epochs", "3", "--batch-size", "128", "--out", str(out)]) == 2
+    assert "other settings" in capsys.readouterr().err

@@ -1,0 +1,65 @@
+"""The command line's shape: `python -m odenets`, the subcommands and their flags, the
+recipe defaults and how flags become a run's settings."""
+import subprocess
+import sys
+
+import pytest
+
+from odenets.app import cli
+from odenets.app.config import Config, from_args, parse_options, split_solver
+from odenets.app.recipe import lr_at, recipe
+
+
+def test_python_m_odenets_lists_the_subcommands():
+    proc = subprocess.run([sys.executable, "-m", "odenets", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    for command in ("train", "eval", "ablate", "analyze"):
+        assert command in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "ablate"])
+def test_the_flags_users_expect(capsys, command):
+    with pytest.raises(SystemExit) as done:
+        cli.main([command, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--epochs", "--batch-size", "--lr", "--device", "--amp", "--compile", "--workers", "--out",
+                 "--seed", "--download", "--data-dir", "--quiet", "--model", "--data", "--noise", "--opt"):
+        assert flag in text, flag
+    assert ("--resume" if command == "train" else "--solvers") in text
+
+
+def test_no_subcommand_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main([])
+    assert done.value.code == 2
+
+
+def test_cifar_recipe_is_the_papers():
+    r = recipe("cifar10", "resnet56")
+    assert (r.epochs, r.batch_size, r.lr, r.momentum, r.weight_decay, r.milestones) == \
+        (160, 128, 0.1, 0.9, 1e-4, (0.5, 0.75))
+    assert recipe("cifar100", "resnext29_8x64d").weight_decay == 5e-4
+    assert [lr_at(0.1, e, 160, r.milestones) for e in (0, 79, 80, 119, 120, 159)] == \
+        pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    assert lr_at(0.1, 0, 1, r.milestones) == 0.1  # a one-epoch run keeps its rate
+
+
+def test_flags_become_settings():
+    args = cli.parser().parse_args(["train", "--data", "cifar10", "--solver", "lm+sd", "--survival", "0.8",
+                                    "--opt", "k_init=0.0", "--opt", "channels=[16, 32]", "--lr", "0.05"])
+    cfg, given = from_args(args)
+    assert cfg.solver == "lm" and cfg.options == {"noise": "stochastic_depth", "survival": 0.8, "k_init": 0.0,
+                                                  "channels": [16, 32]}
+    assert {"data", "solver", "options", "lr"} <= given and "epochs" not in given
+    full = cfg.resolved()
+    assert (full.model, full.epochs, full.batch_size, full.lr) == ("resnet20", 160, 128, 0.05)
+    assert full.out == "runs/cifar10-resnet20-lm-seed0"
+    assert split_solver("euler+ss") == ("euler", {"noise": "shake_shake"})
+    assert parse_options(["name=plain text"]) == {"name": "plain text"}
+
+
+def test_resumed_settings_come_from_the_checkpoint():
+    saved = Config(model="resnet8", epochs=7, lr=0.02, workers=2, data_dir="/data").resolved()
+    cfg = Config(workers=4).resume(vars(saved) | {"unknown_future_field": 1}, given={"workers"})
+    assert (cfg.model, cfg.epochs, cfg.lr, cfg.data_dir, cfg.workers) == ("resnet8", 7, 0.02, "/data", 4)

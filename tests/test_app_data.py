@@ -1,0 +1,117 @@
+"""Data sets: the embedded digits, image folders (with unreadable files), CIFAR's
+folder lookup, and the seeded per-epoch data order."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from odenets.app import data
+from odenets.app.errors import DataError
+from odenets.app.seeding import EpochSampler
+
+
+def write_tree(root, classes=("cat", "dog"), per_class=3, size=12, split_test="test"):
+    """A tiny image-folder tree: PNG and JPEG images of random pixels per class."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", per_class), (split_test, 2)):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / c / f"{i}.{'png' if i % 2 else 'jpg'}")
+    return root
+
+
+def truncate(path):
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    return path
+
+
+def test_digits_split_is_fixed_stratified_and_normalised():
+    from sklearn.datasets import load_digits
+
+    a, b = data.load("digits"), data.digits()
+    x_train, y_train = a.train.tensors
+    x_test, y_test = a.test.tensors
+    assert x_train.shape[1:] == (1, 8, 8) and a.in_chans == 1 and a.num_classes == 10
+    assert len(a.train) + len(a.test) == len(load_digits().target) == 1797
+    assert torch.equal(x_train, b.train.tensors[0]) and torch.equal(y_test, b.test.tensors[1])
+    # stratified: each class's share of the test set matches its share of the whole set
+    whole = np.bincount(load_digits().target) / 1797
+    np.testing.assert_allclose(np.bincount(y_test.numpy()) / len(y_test), whole, atol=0.01)
+    assert abs(x_train.mean().item()) < 1e-4 and abs(x_train.std().item() - 1) < 1e-3
+    # the split holds real, distinct images: no test image is also a training image
+    train_rows = {tuple(r) for r in x_train.flatten(1).numpy().round(4).tolist()}
+    assert sum(tuple(r) in train_rows for r in x_test.flatten(1).numpy().round(4).tolist()) < 5
+
+
+def test_image_folder_reads_classes_and_val_split(tmp_path):
+    root = write_tree(tmp_path, split_test="val")
+    ds = data.load("imagefolder", str(root), image_size=8)
+    assert ds.classes == ["cat", "dog"] and ds.in_chans == 3
+    assert len(ds.train) == 6 and len(ds.test) == 4
+    x, y = ds.train[4]
+    assert x.shape == (3, 8, 8) and y == 1
+    assert ds.test[0][0].shape == (3, 8, 8)
+
+
+def test_truncated_image_stops_naming_the_file(tmp_path):
+    root = write_tree(tmp_path)
+    bad = truncate(root / "train" / "cat" / "0.jpg")
+    ds = data.load("imagefolder", str(root), image_size=8)
+    with pytest.raises(DataError, match=str(bad)) as err:
+        [ds.train[i] for i in range(len(ds.train))]
+    assert "--on-bad-image skip" in str(err.value)
+
+
+def test_truncated_image_is_skipped_when_asked(tmp_path, capsys):
+    root = write_tree(tmp_path)
+    bad = truncate(root / "train" / "dog" / "1.png")
+    ds = data.load("imagefolder", str(root), image_size=8, on_bad_image="skip")
+    items = [ds.train[i] for i in range(len(ds.train))]
+    assert all(x.shape == (3, 8, 8) for x, _ in items)
+    assert str(bad) in capsys.readouterr().err
+
+
+def test_cifar_from_an_image_folder_tree_uses_the_cifar_recipe(tmp_path):
+    root = write_tree(tmp_path, classes=[str(i) for i in range(10)], per_class=1, size=32)
+    ds = data.load("cifar10", str(root))
+    assert ds.num_classes == 10 and ds.train[0][0].shape == (3, 32, 32)
+    # per-channel normalisation with CIFAR-10's statistics, no resizing
+    image = np.asarray(Image.open(root / "test" / "0" / "0.jpg").convert("RGB"), dtype=np.float32) / 255
+    expect = (image[..., 0] - 0.4914) / 0.2470
+    np.testing.assert_allclose(ds.test[0][0][0].numpy(), expect, atol=1e-5)
+
+
+def test_missing_folder_says_where_it_looked_and_how_to_download(tmp_path):
+    with pytest.raises(DataError) as err:
+        data.load("cifar10", str(tmp_path / "nowhere"))
+    message = str(err.value)
+    assert "cifar-10-batches-py" in message and "--download" in message and str(tmp_path / "nowhere") in message
+    with pytest.raises(DataError, match="train"):
+        data.load("imagefolder", str(tmp_path / "nowhere"))
+
+
+def test_corrupt_cifar_files_are_a_data_error(tmp_path):
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="cannot read CIFAR10"):
+        data.load("cifar10", str(tmp_path))
+
+
+def test_epoch_sampler_order_depends_on_seed_and_epoch_only():
+    def order(seed, epoch, rank=0, world=1, skip=0):
+        s = EpochSampler(10, seed, rank, world)
+        s.set_epoch(epoch, skip)
+        return list(s)
+
+    assert sorted(order(0, 0)) == list(range(10))
+    assert order(0, 3) == order(0, 3) and order(0, 3) != order(0, 4) and order(0, 3) != order(1, 3)
+    assert order(0, 2, skip=4) == order(0, 2)[4:]
+    assert order(0, 2, skip=12) == [] and len(EpochSampler(10)) == 10
+    shards = [order(5, 1, rank, 3) for rank in range(3)]  # 10 indices padded to 12
+    assert [len(s) for s in shards] == [4, 4, 4]
+    assert set().union(*shards) == set(range(10))
+    full = order(5, 1)
+    assert [i for pair in zip(*shards) for i in pair][:10] == full

@@ -1,0 +1,56 @@
+"""torchrun with 2 CPU processes (gloo): data-parallel training on the digits ends with
+the same weights in both processes, and only rank 0 writes files."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from odenets.app import checkpoint
+
+# Each rank trains through the library and writes a digest of the weights it ends with.
+SCRIPT = textwrap.dedent("""
+    import hashlib, os, sys
+    from pathlib import Path
+    from odenets.app.config import Config
+    from odenets.app.train import fit
+
+    out, rank = Path(sys.argv[1]), int(os.environ["RANK"])
+    final = {}
+    fit(Config(model="resnet8", solver="lm", epochs=2, batch_size=64, lr=0.05, seed=3, out=str(out), quiet=True),
+        on_step=lambda model, epoch, step: final.update(model=model))
+    state = final["model"].state_dict()
+    digest = hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()
+    (out.parent / f"rank{rank}.sha256").write_text(digest)
+""")
+
+
+def digest(state):
+    import hashlib
+
+    return hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()
+
+
+@pytest.mark.slow
+def test_two_processes_end_with_the_same_weights(tmp_path):
+    (tmp_path / "ddp.py").write_text(SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(tmp_path / "ddp.py"), str(tmp_path / "run")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0, rank1 = ((tmp_path / f"rank{r}.sha256").read_text() for r in (0, 1))
+    assert rank0 == rank1
+    state = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
+    assert digest(state["model"]) == rank0  # rank 0's checkpoint holds the weights both ended with
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    # each process took half of every global batch of 64: ceil(ceil(1347 / 2) / 32) = 22 steps an epoch
+    assert state["step"] == 2 * 22
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["test_acc"] > 0.3  # chance is 0.1
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "checkpoint.pt", "config.json", "metrics.csv", "metrics.jsonl", "result.json"]
+    assert torch.isfinite(torch.tensor([r["train_loss"] for r in result["history"]])).all()
