@@ -46,7 +46,7 @@ def _entry(qualname: str, obj) -> list[str]:
             else:
                 lines += [f"- **`{name}{_signature(member)}`**: " + _doc(member).replace("\n", " ")]
         return lines + [""]
-    if callable(obj):
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
         return [f"### `{qualname}{_signature(obj)}`", "", _doc(obj), ""]
     return [f"### `{qualname}`", "", f"`{obj!r}`", ""]
 

@@ -37,6 +37,7 @@ def available() -> list[str]:
 
 
 def is_adaptive(name: str) -> bool:
+    """Whether ``name`` is an adaptive-step method (integrated by torchdiffeq)."""
     return name in ADAPTIVE
 
 
