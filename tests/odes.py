@@ -21,6 +21,18 @@ F64 = torch.float64
 A3 = torch.tensor([[-0.5, 1.0, 0.0], [-1.0, -0.5, 0.3], [0.0, -0.2, -1.0]], dtype=F64)
 
 
+class Counter(nn.Module):
+    """f(u) = -u, counting its calls (so a test can check that none happened)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, u):
+        self.calls += 1
+        return -u
+
+
 class Linear(nn.Module):
     """u' = A u."""
 

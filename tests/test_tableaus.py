@@ -6,6 +6,7 @@ from torch import nn
 
 import solvers
 from odenets import ODENet
+from odes import Counter
 from odes import A3, F64, Linear, Logistic, observed_orders, registered
 
 RALSTON = solvers.ButcherTableau("test_ralston", 2, a=((), (2 / 3,)), b=(1 / 4, 3 / 4), c=(0.0, 2 / 3))
@@ -65,15 +66,6 @@ def test_tableau_must_be_explicit_and_consistent():
     with pytest.raises(ValueError, match="same number of stages"):
         solvers.ButcherTableau("bad", 1, a=((),), b=(0.5, 0.5), c=(0.0, 1.0))
 
-
-class Counter(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def forward(self, u):
-        self.calls += 1
-        return -u
 
 
 ONE_FUNCTION = ["euler", "midpoint", "heun", "rk3", "rk4", "lm", "polynet", "ab2", "ab3", "ab4"]

@@ -138,8 +138,8 @@ def lm_oracle(model, x, survival=None):
     return model.head(u)
 
 
-def randomise(model):
-    torch.manual_seed(1)
+def randomise_batchnorm(model):
+    """Batch-norm statistics and affine weights away from their identity defaults."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -147,6 +147,12 @@ def randomise(model):
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
+
+
+def randomise(model):
+    torch.manual_seed(1)
+    randomise_batchnorm(model)
+    with torch.no_grad():
         for stage in model.stages:
             for c in stage.coefs:
                 for k in c.values():
@@ -255,13 +261,7 @@ def test_memory_efficient_revnet_gradients_equal_backprop():
 def randomised_torchvision(name):
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.3, 0.3)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
+    randomise_batchnorm(model)
     return model.eval()
 
 
