@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
-import tempfile
 from pathlib import Path
 
 MODULES = ["odenets", "solvers", "zoo", "odenets.analysis"]
@@ -63,10 +61,10 @@ def render() -> str:
 
 
 def main() -> None:
-    fd, tmp = tempfile.mkstemp(dir=OUT.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(render())
-    os.replace(tmp, OUT)
+    from odenets.files import atomic_write
+
+    text = render()
+    atomic_write(OUT, lambda f: f.write(text), "w")
     print(f"wrote {OUT}")
 
 

@@ -3,9 +3,10 @@ are written atomically (a temporary file, then a rename), so a crash never leave
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Union
+
+from ..files import atomic_write
 
 PathLike = Union[str, os.PathLike]
 
@@ -26,15 +27,4 @@ def save_png(fig, path: PathLike, dpi: int = 150) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"figures are written as PNG; give a path ending in .png, got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a figure is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))

@@ -19,6 +19,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
+from odenets.analysis.figure import save_png
+from odenets.files import atomic_write
+
 from . import checkpoint, config, metrics
 from .config import Config
 from .errors import Interrupted, UsageError
@@ -130,7 +133,7 @@ def write(out: Path, rows: list[dict], results: dict[str, list[dict]], title: st
     w = csv.DictWriter(text, COLUMNS, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    checkpoint.atomic_write(out / "ablation.csv", lambda f: f.write(text.getvalue()), "w")
+    atomic_write(out / "ablation.csv", lambda f: f.write(text.getvalue()), "w")
     runs = {spec: [{k: r[k] for k in ("config", "test_acc", "test_loss", "seconds", "history")} for r in rs]
             for spec, rs in results.items()}
     metrics.write_json(out / "ablation.json", {"table": rows, "runs": runs})
@@ -165,7 +168,7 @@ def figure(path: Path, rows: list[dict], results: dict[str, list[dict]], title: 
     loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="training loss")
     accuracy.legend(fontsize="small")
     fig.suptitle(title)
-    checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    save_png(fig, path, dpi=110)
 
 
 def _command(argv: Optional[list[str]]) -> str:

@@ -7,14 +7,14 @@ epoch, every process's random states, the run's settings and its metrics so far.
 """
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import secrets
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Union
 
 import torch
+
+from odenets.files import atomic_write
 
 from .errors import CheckpointError
 
@@ -22,23 +22,6 @@ FORMAT, VERSION = "odenets-checkpoint", 1
 _FIELDS = {"format": str, "version": int, "config": dict, "model": dict, "optimizer": dict, "scaler": dict,
            "epoch": int, "batch": int, "step": int, "partial": dict, "history": list, "rng": list,
            "world_size": int}
-
-
-def atomic_write(path: Union[str, Path], write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over
-    ``path``: a reader (or a crash) sees the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, mode.replace("w", "x")) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save(path: Union[str, Path], state: dict) -> None:

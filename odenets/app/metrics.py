@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from .checkpoint import atomic_write
+from odenets.files import atomic_write
 
 COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 
