@@ -111,7 +111,7 @@ def build(stages: Sequence[Stage], *, block: str, stem: str, stem_channels: int,
         if noise == "stochastic_depth":
             options = dict(options, survival=ps[first:first + spec.blocks])
         nets.append(ODENet(fns, solver, dt=dt, noise=noise, activation=None if preact else nn.ReLU(),
-                              checkpoint=checkpoint, memory_efficient=memory_efficient, carry_in=i > 0, **options))
+                           checkpoint=checkpoint, memory_efficient=memory_efficient, carry_in=i > 0, **options))
         first += spec.blocks
 
     model = ResNet(_stem(stem, in_chans, stem_channels, preact), nets, _head(in_ch, num_classes, preact))
