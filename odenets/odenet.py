@@ -41,7 +41,8 @@ class ODENet(nn.Module):
     t_n = t0 + n dt (stage times for multi-stage schemes), otherwise as f(u). A module
     with a ``shortcut`` attribute changes the state's shape (a downsampling block): its
     step is u_{n+1} = P(u_n) + dt f_n(u_n) with P = shortcut, and a multistep scheme
-    carries its past states through P.
+    carries its past states through P. The modules are fixed at construction: build a
+    new ODENet rather than replacing entries of ``fns``.
 
     Args:
         solver: a name from :func:`solvers.available`.
@@ -62,8 +63,9 @@ class ODENet(nn.Module):
             network, see :meth:`integrate`). Without it the first steps, whose history is
             too short for a multistep scheme, get no trainable coefficients, since they
             could never be used.
-        rtol, atol, adjoint, t0: for the adaptive solvers, delegated to torchdiffeq
-            over [t0, t0 + steps * dt].
+        t0: the time of u_0; step n is at t_n = t0 + n dt.
+        rtol, atol, adjoint: for the adaptive solvers, delegated to torchdiffeq over
+            [t0, t0 + steps * dt].
         **options: the scheme's own options, e.g. ``k_init``/``channels`` for ``lm``,
             ``truncation`` for ``polynet``, ``diffusion`` for ``euler_maruyama``.
     """
@@ -113,14 +115,14 @@ class ODENet(nn.Module):
         if memory_efficient and (noise or checkpoint or activation is not None):
             raise ValueError("memory_efficient=True recomputes states by inverting the steps, which needs "
                              "noise=None, activation=None and checkpoint=False")
-        self.solver, self.steps, self.dt, self.t0 = solver, steps, float(dt), float(t0)
+        self.solver, self.steps, self.dt, self.t0, self.carry_in = solver, steps, float(dt), float(t0), carry_in
         self.noise, self.return_trajectory = noise, return_trajectory
         self.checkpoint, self.memory_efficient = checkpoint, memory_efficient
         self.rtol, self.atol, self.adjoint = rtol, atol, adjoint
         self.fns = nn.ModuleList(fns)
         self.activation = activation
         self._timed = [[solvers.takes_time(m) for m in _items(fn)] for fn in fns]
-        self.survival = _survival(survival, steps) if noise == "stochastic_depth" else None
+        self.survival = solvers.survival_probabilities(steps, survival) if noise == "stochastic_depth" else None
         for key, value in options.items():  # a module among the options (a learned diffusion) is ours to train
             if isinstance(value, nn.Module):
                 self.add_module(key, value)
@@ -138,7 +140,7 @@ class ODENet(nn.Module):
     def forward(self, u0: Tensor) -> Union[Tensor, list[Tensor]]:
         """u_N, or the trajectory u_0..u_N with ``return_trajectory``."""
         if self.adaptive:
-            return self._adaptive(u0)
+            return self._adaptive(u0, self.return_trajectory)
         if not self.return_trajectory:
             return self.integrate(Carry(u0)).u
         states = [u0]
@@ -151,17 +153,20 @@ class ODENet(nn.Module):
         u, past = carry
         self._check_state(u)
         if self.adaptive:
-            return Carry(self._adaptive(u))
+            return Carry(self._adaptive(u, trajectory=False))
+        if past and len(self.coefs) and not self.carry_in:
+            raise ValueError(f"this {self.solver!r} net was handed a history but built without carry_in=True, so its "
+                             "first steps have no coefficients to use it: build later stages with carry_in=True")
         scheme = self.scheme if self.training else self.scheme.deterministic
         # read once per call: indexing a ModuleList or ParameterDict costs about a microsecond a time
-        fns = list(self.fns)
+        fns = list(self.fns) * self.steps if self.shared else list(self.fns)
         coefs = [{k: v for k, v in c.items()} for c in self.coefs]
         n = 0
         while n < self.steps:
-            fn = fns[0 if self.shared else n]
+            fn = fns[n]
             if self.memory_efficient and _shortcut(fn) is None:
                 end = n
-                while end < self.steps and _shortcut(fns[0 if self.shared else end]) is None:
+                while end < self.steps and _shortcut(fns[end]) is None:
                     end += 1
                 u = reversible_steps(self, u, n, end)
                 past, n = (), end
@@ -179,23 +184,28 @@ class ODENet(nn.Module):
             raise ValueError(f"inverse() needs solver='revnet' without an activation (invertible steps); "
                              f"this net has solver={self.solver!r}, activation={self.activation}")
         for n in reversed(range(self.steps)):
-            if _shortcut(self.fns[0 if self.shared else n]) is not None:
+            if _shortcut(self.fn(n)) is not None:
                 raise ValueError(f"step {n} changes the state's shape through a shortcut and cannot be inverted")
             u = self.inverse_step(n, u)
         return u
 
     # -- one step ---------------------------------------------------------------------
 
+    def fn(self, n: int) -> nn.Module:
+        """Step n's module (a pair's ModuleList for pair schemes)."""
+        return self.fns[0 if self.shared else n]
+
     def fields(self, n: int, fn: nn.Module, u: Tensor, expected: Optional[torch.Size] = None,
                check: bool = True) -> list:
-        """Step n's functions (``fn`` is ``self.fns[n]``) as the scheme calls them,
+        """Step n's functions (``fn`` is ``self.fn(n)``) as the scheme calls them,
         f(t, x), with training-mode noise.
 
         Each output is checked against ``expected`` (a shape-changing step) or else
         against the shape of the function's own input; ``check=False`` leaves the check
         to the scheme (a pair's shape-changing step, whose F maps one shape to another)."""
         timed = self._timed[0 if self.shared else n]
-        calls = [_checked(m, t, expected, n) if check else solvers.timed(m) for m, t in zip(_items(fn), timed)]
+        calls = [_checked(m, t, expected, f"at step {n} ") if check else solvers.timed(m)
+                 for m, t in zip(_items(fn), timed)]
         if self.noise == "shake_shake":
             return [solvers.shake_shake(calls, u, self.training)]
         if self.noise == "stochastic_depth" and self.training:
@@ -206,6 +216,8 @@ class ODENet(nn.Module):
               past: Past) -> tuple[Tensor, Past]:
         t, dt = self.t0 + n * self.dt, self.dt
         shortcut = _shortcut(fn)
+        if shortcut is not None:  # the history crosses into the new shape with the state
+            past = tuple(Record(shortcut(r.u)) for r in past)
 
         def run(u: Tensor, past: Past) -> tuple[Tensor, Record]:
             if shortcut is None:
@@ -215,7 +227,6 @@ class ODENet(nn.Module):
                     return scheme.step(_one(fs), t, dt, u, past, **params)
             else:
                 pu = shortcut(u)
-                past = tuple(Record(shortcut(r.u)) for r in past)
                 one = scheme.functions == 1  # then f's output has the new shape; a pair's F changes it, G does not
                 fs = self.fields(n, fn, u, pu.shape) if one else self.fields(n, fn, u, check=False)
 
@@ -236,13 +247,11 @@ class ODENet(nn.Module):
 
     def step(self, n: int, u: Tensor) -> Tensor:
         """u_{n+1} from u_n by a one-step scheme (no history, no shortcut)."""
-        fn = self.fns[0 if self.shared else n]
-        return self.scheme.step(_one(self.fields(n, fn, u)), self.t0 + n * self.dt, self.dt, u, ())[0]
+        return self.scheme.step(_one(self.fields(n, self.fn(n), u)), self.t0 + n * self.dt, self.dt, u, ())[0]
 
     def inverse_step(self, n: int, u: Tensor) -> Tensor:
         """u_n from u_{n+1}, for ``revnet``."""
-        fn = self.fns[0 if self.shared else n]
-        return self.scheme.inverse(_one(self.fields(n, fn, u)), self.t0 + n * self.dt, self.dt, u)
+        return self.scheme.inverse(_one(self.fields(n, self.fn(n), u)), self.t0 + n * self.dt, self.dt, u)
 
     def _check_state(self, u: Tensor) -> None:
         if not isinstance(u, Tensor):
@@ -253,15 +262,15 @@ class ODENet(nn.Module):
 
     # -- adaptive solvers ---------------------------------------------------------------
 
-    def _adaptive(self, u0: Tensor) -> Tensor:
+    def _adaptive(self, u0: Tensor, trajectory: bool) -> Tensor:
         import torchdiffeq
 
         field = _Field(self.fns[0], self._timed[0][0])
-        n = self.steps if self.return_trajectory else 1
+        n = self.steps if trajectory else 1
         t = torch.linspace(self.t0, self.t0 + self.steps * self.dt, n + 1, dtype=u0.dtype, device=u0.device)
         odeint = torchdiffeq.odeint_adjoint if self.adjoint else torchdiffeq.odeint
         out = odeint(field, u0, t, method=self.solver, rtol=self.rtol, atol=self.atol)
-        return out if self.return_trajectory else out[-1]
+        return out if trajectory else out[-1]
 
 
 class _Field(nn.Module):
@@ -272,18 +281,16 @@ class _Field(nn.Module):
         self.f, self.timed = f, timed
 
     def forward(self, t: Tensor, u: Tensor) -> Tensor:
-        out = self.f(t, u) if self.timed else self.f(u)
-        if out.shape != u.shape:
-            raise ValueError(f"f returned shape {tuple(out.shape)} for a state of shape {tuple(u.shape)}")
-        return out
+        return _checked(self.f, self.timed, None, "")(t, u)
 
 
-def _checked(m: nn.Module, timed: bool, expected: Optional[torch.Size], n: int):
+def _checked(m: nn.Module, timed: bool, expected: Optional[torch.Size], where: str):
+    """m as f(t, x), with its output's shape checked against ``expected`` (else x's)."""
     def call(t: float, x: Tensor) -> Tensor:
         out = m(t, x) if timed else m(x)
         want = x.shape if expected is None else expected
         if out.shape != want:
-            raise ValueError(f"f at step {n} returned shape {tuple(out.shape)} for a state of shape "
+            raise ValueError(f"f {where}returned shape {tuple(out.shape)} for a state of shape "
                              f"{tuple(x.shape)}; expected {tuple(want)}. A residual function keeps the "
                              "state's shape (a shape-changing block needs a `shortcut` module)")
         return out
@@ -346,15 +353,6 @@ def _functions(f, steps: Optional[int], arity: int, solver: str) -> tuple[list[n
             raise ValueError("a factory f(i) -> nn.Module needs steps=n")
         return [one(f(i), f"f({i})") for i in range(steps)], False, steps
     raise TypeError(f"f must be an nn.Module, a sequence of modules or a factory i -> nn.Module; got {type(f).__name__}")
-
-
-def _survival(survival, steps: int) -> list[float]:
-    if isinstance(survival, (int, float)):
-        return solvers.survival_probabilities(steps, float(survival))
-    ps = [float(p) for p in survival]
-    if len(ps) != steps or not all(0 < p <= 1 for p in ps):
-        raise ValueError(f"survival must be p_L in (0, 1] or {steps} probabilities in (0, 1], got {survival!r}")
-    return ps
 
 
 def _flatten(past: Past) -> list[Optional[Tensor]]:

@@ -14,8 +14,14 @@ from torch import Tensor, nn
 
 
 def reversible_steps(net: nn.Module, u: Tensor, start: int, end: int) -> Tensor:
-    """Steps start..end-1 of ``net`` (an ODENet whose scheme has ``inverse``) applied to u."""
-    per_step = [_parameters(net.fns[0 if net.shared else n]) for n in range(start, end)]
+    """Steps start..end-1 of ``net`` (an ODENet whose scheme has ``inverse``) applied to u.
+
+    The steps must be deterministic functions of their input, so that the backward pass
+    can rebuild and re-run them: a dropout layer in training mode is refused."""
+    if net.training and any(isinstance(m, nn.modules.dropout._DropoutNd) for m in net.fns.modules()):
+        raise ValueError("memory_efficient=True re-runs the steps in the backward pass, which a dropout layer "
+                         "would run with other masks; remove the dropout or use memory_efficient=False")
+    per_step = [_parameters(net.fn(n)) for n in range(start, end)]
     params = list({id(p): p for ps in per_step for p in ps}.values())
     return _Reversible.apply(u, net, start, end, per_step, *params)
 
@@ -29,6 +35,9 @@ class _Reversible(torch.autograd.Function):
     def forward(ctx, u, net, start, end, per_step, *params):
         ctx.net, ctx.start, ctx.end, ctx.per_step = net, start, end, per_step
         ctx.index = {id(p): i for i, p in enumerate(params)}
+        device = u.device.type  # the backward pass re-runs the steps under the same autocast as here
+        ctx.autocast = dict(device_type=device, enabled=torch.is_autocast_enabled(device),
+                            dtype=torch.get_autocast_dtype(device))
         with torch.no_grad():
             for n in range(start, end):
                 u = net.step(n, u)
@@ -40,7 +49,7 @@ class _Reversible(torch.autograd.Function):
         (u,) = ctx.saved_tensors
         net, index = ctx.net, ctx.index
         grads: list = [None] * len(index)
-        with _frozen_norm_statistics(net.fns):
+        with _frozen_norm_statistics(net.fns), torch.autocast(**ctx.autocast):
             for n in reversed(range(ctx.start, ctx.end)):
                 ps = ctx.per_step[n - ctx.start]
                 with torch.no_grad():

@@ -32,15 +32,21 @@ class LM(LinearMultistep):
     def __init__(self, k_init: Union[float, tuple[float, float]] = (-0.1, 0.0),
                  channels: Optional[Union[int, Sequence[int]]] = None):
         super().__init__(_EULER_AS_TWO_STEP, starter=RungeKutta(EULER))
-        lo, hi = (k_init, k_init) if isinstance(k_init, (int, float)) else k_init
-        if not lo <= hi:
-            raise ValueError(f"k_init must be a float or a range (low, high) with low <= high, got {k_init!r}")
-        self.k_init = (float(lo), float(hi))
+        bounds = (k_init, k_init) if _is_number(k_init) else tuple(k_init) if isinstance(k_init, (tuple, list)) else ()
+        if len(bounds) != 2 or not all(map(_is_number, bounds)) or not bounds[0] <= bounds[1]:
+            raise ValueError(f"k_init must be a number or a range (low, high) with low <= high, got {k_init!r}")
+        counts = [channels] if channels is None or _is_count(channels) else channels
+        if not isinstance(counts, (list, tuple)) or not counts or not all(c is None or _is_count(c) for c in counts):
+            raise ValueError(f"channels must be None (one k per step), a channel count >= 1 or a list of one "
+                             f"count per step, got {channels!r}")
+        self.k_init = (float(bounds[0]), float(bounds[1]))
         self.channels = channels
 
     def init_params(self, n: int) -> dict[str, Tensor]:
         c = self.channels
-        if c is not None and not isinstance(c, int):
+        if isinstance(c, (list, tuple)):
+            if n >= len(c):
+                raise ValueError(f"channels lists {len(c)} channel counts, but the net has a step {n}: give one per step")
             c = c[n]
         shape = () if c is None else (c,)
         lo, hi = self.k_init
@@ -54,3 +60,11 @@ class LM(LinearMultistep):
         which is most of LM-ResNet's cost over ResNet on a CPU."""
         u, previous = states
         return torch.lerp(u, previous, channelwise(alpha[1], u))
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _is_count(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 1

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from torch import Tensor
 
-from .scheme import Past, Record, Scheme, axpy, channelwise
+from .scheme import Past, Record, Scheme, axpy
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class LinearMultistep(Scheme):
         """sum_j alpha_j u_{n-j}; a tensor alpha_j is per step or per channel (dim 1)."""
         out = None
         for a, x in zip(alpha, states):
-            out = axpy(out, channelwise(a, x) if isinstance(a, Tensor) else a, x)
+            out = axpy(out, a, x)
         return out
 
     def _ready(self, past: Past) -> bool:

@@ -8,7 +8,7 @@ weight, which makes it the expectation whenever the branches are linear).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -16,12 +16,19 @@ from torch import Tensor
 from .scheme import Field, Record
 
 
-def survival_probabilities(steps: int, last: float) -> list[float]:
-    """Huang et al.'s linear decay: p_n = 1 - (n + 1) / L * (1 - p_L), so the last of the
-    L steps survives with probability ``last`` (p_L)."""
-    if not 0 < last <= 1:
-        raise ValueError(f"survival probability p_L must lie in (0, 1], got {last}")
-    return [1 - (n + 1) / steps * (1 - last) for n in range(steps)]
+def survival_probabilities(steps: int, survival: Union[float, Sequence[float]]) -> list[float]:
+    """Stochastic depth's keep probability p_n of each of ``steps`` steps.
+
+    A float is p_L, the last step's, with Huang et al.'s linear decay
+    p_n = 1 - (n + 1) / L * (1 - p_L); a sequence gives every p_n. Each must lie in (0, 1]."""
+    if isinstance(survival, (int, float)) and not isinstance(survival, bool):
+        ps = [1 - (n + 1) / steps * (1 - survival) for n in range(steps)] if 0 < survival <= 1 else None
+    else:
+        ps = [float(p) for p in survival]
+        ps = ps if len(ps) == steps and all(0 < p <= 1 for p in ps) else None
+    if ps is None:
+        raise ValueError(f"survival must be p_L in (0, 1] or {steps} probabilities in (0, 1], got {survival!r}")
+    return ps
 
 
 def _per_sample(u: Tensor) -> tuple[int, ...]:

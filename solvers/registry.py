@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from typing import Callable, Union
 
 from .euler_maruyama import EulerMaruyama
 from .fractal import Fractal
 from .lm import LM
-from .multistep import AB2, AB3, AB4, LinearMultistep
+from .multistep import AB2, AB3, AB4, LinearMultistep, MultistepCoefficients
 from .polynet import PolyNet
 from .revnet import RevNet
 from .runge_kutta import RungeKutta
@@ -20,14 +20,29 @@ ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 _SCHEMES: dict[str, Callable[..., Scheme]] = {}
 
 
-def register(name: str, factory: Callable[..., Scheme]) -> None:
-    """Make ``factory(**options)`` available as ``name``; a tableau or multistep
-    coefficients can be passed instead of a factory."""
+_STARTERS = {1: EULER, 2: HEUN, 3: RK3, 4: RK4}
+"""One-step starters of each order, for multistep coefficients registered as data."""
+
+
+def register(name: str, factory: Union[Callable[..., Scheme], ButcherTableau, MultistepCoefficients]) -> None:
+    """Make ``factory(**options)`` available as ``name``. A Butcher tableau or multistep
+    coefficients can be given instead of a factory: a scheme is data. Coefficients of
+    order p <= 4 are started by the Runge–Kutta scheme of order p here (heun for 2)."""
     if name in _SCHEMES or name in ADAPTIVE:
         raise ValueError(f"a scheme named {name!r} is already registered")
     if isinstance(factory, ButcherTableau):
         tableau = factory
         factory = lambda: RungeKutta(tableau)  # noqa: E731
+    elif isinstance(factory, MultistepCoefficients):
+        coefficients = factory
+        if coefficients.order not in _STARTERS:
+            raise ValueError(f"no built-in starter of order {coefficients.order} for {name!r}; register a factory "
+                             "returning LinearMultistep(coefficients, starter=...) instead")
+        starter = _STARTERS[coefficients.order]
+        factory = lambda: LinearMultistep(coefficients, starter=RungeKutta(starter))  # noqa: E731
+    elif not callable(factory):
+        raise TypeError(f"register takes a factory returning a Scheme, a ButcherTableau or MultistepCoefficients; "
+                        f"got {type(factory).__name__}")
     _SCHEMES[name] = factory
 
 
@@ -46,19 +61,21 @@ def get(name: str, **options) -> Scheme:
     if name not in _SCHEMES:
         raise ValueError(f"unknown solver {name!r}; known solvers: {', '.join(available())}")
     factory = _SCHEMES[name]
-    allowed = [p for p in inspect.signature(factory).parameters]
-    unknown = sorted(set(options) - set(allowed))
+    params = inspect.signature(factory).parameters
+    unknown = sorted(set(options) - set(params))
     if unknown:
-        takes = ", ".join(allowed) if allowed else "no options"
+        takes = ", ".join(params) if params else "no options"
         raise ValueError(f"solver {name!r} does not take option(s) {', '.join(unknown)}; it takes: {takes}")
+    missing = [p for p, spec in params.items() if spec.default is spec.empty and p not in options]
+    if missing:
+        raise ValueError(f"solver {name!r} needs option(s) {', '.join(missing)}")
     return factory(**options)
 
 
 for _tableau in (EULER, MIDPOINT, HEUN, RK3, RK4):
     register(_tableau.name, _tableau)
-register("ab2", lambda: LinearMultistep(AB2, starter=RungeKutta(HEUN)))
-register("ab3", lambda: LinearMultistep(AB3, starter=RungeKutta(RK3)))
-register("ab4", lambda: LinearMultistep(AB4, starter=RungeKutta(RK4)))
+for _coefficients in (AB2, AB3, AB4):
+    register(_coefficients.name, _coefficients)
 register("lm", LM)
 register("polynet", PolyNet)
 register("fractal", Fractal)

@@ -79,19 +79,22 @@ def timed(fn: Callable) -> Field:
 
 
 def takes_time(fn: Callable) -> bool:
-    """Whether ``fn`` (a function or an nn.Module) takes the time before the state."""
+    """Whether ``fn`` (a function or an nn.Module) takes the time before the state: it
+    has two required positional arguments."""
     target = getattr(fn, "forward", fn)
     try:
         params = [p for p in inspect.signature(target).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
     except (TypeError, ValueError):
         return False
-    return len(params) >= 2
+    return len(params) >= 2  # an optional second argument (GRUCell's hx) is not the time
 
 
 def axpy(acc: Optional[Tensor], c, x: Tensor) -> Optional[Tensor]:
-    """acc + c * x, where c is a float (skipped when zero) or a tensor; acc None means 0."""
+    """acc + c * x, where c is a float (skipped when zero) or a tensor, per step (0-dim)
+    or per channel (shape (C,), broadcast over x's dim 1); acc None means 0."""
     if isinstance(c, Tensor):
+        c = channelwise(c, x)
         return c * x if acc is None else acc + c * x
     if c == 0:
         return acc
@@ -101,7 +104,11 @@ def axpy(acc: Optional[Tensor], c, x: Tensor) -> Optional[Tensor]:
 
 
 def channelwise(c: Tensor, u: Tensor) -> Tensor:
-    """View a per-channel coefficient of shape (C,) so that it broadcasts over u's dim 1."""
-    if c.dim() == 0:
-        return c
-    return c.view(-1, *([1] * (u.dim() - 2)))
+    """A coefficient ready to multiply u: a per-channel one of shape (C,) viewed to
+    broadcast over u's dim 1, and cast to u's dtype (under autocast u may be bf16/fp16)."""
+    if c.dim() == 1:
+        if u.dim() < 2 or c.shape[0] != u.shape[1]:
+            raise ValueError(f"a per-channel coefficient of {c.shape[0]} channels does not fit a state of shape "
+                             f"{tuple(u.shape)} (channels are dim 1)")
+        c = c.view(-1, *([1] * (u.dim() - 2)))
+    return c if c.dtype == u.dtype else c.to(u.dtype)

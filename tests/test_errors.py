@@ -132,7 +132,7 @@ def test_unknown_scheme_option(solver, option, takes):
 
 
 @pytest.mark.parametrize("options,match", [
-    ({"k_init": (0.0, -0.1)}, "k_init must be a float or a range"),
+    ({"k_init": (0.0, -0.1)}, "k_init must be a number or a range"),
     ({"truncation": 0}, "truncation must be an integer >= 1"),
 ])
 def test_bad_scheme_option_values(options, match):
@@ -186,7 +186,7 @@ def test_shake_shake_needs_a_one_function_scheme():
 
 @pytest.mark.parametrize("survival", [0.0, -0.2, 1.5])
 def test_bad_survival_probability(survival):
-    with pytest.raises(ValueError, match=r"p_L must lie in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"survival must be p_L in \(0, 1\]"):
         ODENet([Counter(), Counter()], "euler", noise="stochastic_depth", survival=survival)
 
 

@@ -137,3 +137,36 @@ def test_k_zero_is_a_resnet():
         for b in blocks:
             u = u + b(u)
     assert math.isclose((ODENet(blocks, "lm", k_init=0.0)(u0) - u).abs().max().item(), 0.0, abs_tol=1e-14)
+
+
+def test_per_channel_k_follows_the_state_dtype_under_autocast():
+    """A bf16 state (autocast on the CPU) with a float32 per-channel k: the step runs in
+    the state's dtype and gives the float32 step's values to bf16 precision."""
+    torch.manual_seed(0)
+    blocks = [nn.Conv2d(4, 4, 3, padding=1) for _ in range(3)]
+    net = ODENet(blocks, "lm", channels=4, k_init=(-0.5, 0.5))
+    u0 = torch.randn(2, 4, 5, 5)
+    want = net(u0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = net(u0.bfloat16())
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, rtol=0.05, atol=0.05)
+
+
+def test_per_channel_k_must_fit_the_state():
+    net = ODENet([nn.Identity() for _ in range(3)], "lm", channels=4)
+    with pytest.raises(ValueError, match="per-channel coefficient of 4 channels does not fit a state of shape"):
+        net(torch.randn(2, 3))
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(k_init="ab"), "k_init must be a number or a range"),
+    (dict(k_init=(0.1, 0.2, 0.3)), "k_init must be a number or a range"),
+    (dict(k_init=(0.2, -0.1)), "low <= high"),
+    (dict(channels=True), "channels must be None"),
+    (dict(channels=0), "channels must be None"),
+    (dict(channels=[4, 4]), "channels lists 2 channel counts, but the net has a step 2"),
+])
+def test_lm_options_are_checked_when_the_net_is_built(options, match):
+    with pytest.raises(ValueError, match=match):
+        ODENet([nn.Identity() for _ in range(3)], "lm", carry_in=True, **options)

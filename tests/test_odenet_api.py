@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from odenets import Carry, ODENet
+from odes import registered
 
 F64 = torch.float64
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -304,3 +305,58 @@ def test_checkpoint_across_a_shortcut():
     torch.testing.assert_close(out_c, out_p, rtol=1e-14, atol=1e-14)
     for gc, gp in zip(grads_c, grads_p):
         torch.testing.assert_close(gc, gp, rtol=1e-12, atol=1e-14)
+
+
+def test_a_long_history_crosses_a_shortcut_whole():
+    """A rule reading u_{n-1} and u_{n-2} carries both through the shortcut, and the step
+    after the downsampling one reads them in the new shape: checked by hand."""
+    import solvers
+
+    rule = solvers.MultistepCoefficients("test_three_states", 1, alpha=(0.5, 0.25, 0.25), beta=(1.75, 0.0, 0.0))
+    with registered({"test_three_states": rule}):
+        torch.manual_seed(0)
+        widen = nn.Linear(4, 8)
+        widen.shortcut = nn.Linear(4, 8, bias=False)
+        fs = [nn.Linear(4, 4), nn.Linear(4, 4), widen, nn.Linear(8, 8)]
+        net = ODENet(fs, "test_three_states").double()
+        u0 = torch.randn(3, 4, dtype=torch.float64)
+        got = net(u0)
+        with torch.no_grad():
+            P = widen.shortcut
+            u1 = u0 + fs[0](u0)                                  # starter: forward Euler (order 1)
+            u2 = u1 + fs[1](u1)
+            u3 = 0.5 * P(u2) + 0.25 * P(u1) + 0.25 * P(u0) + 1.75 * widen(u2)
+            u4 = 0.5 * u3 + 0.25 * P(u2) + 0.25 * P(u1) + 1.75 * fs[3](u3)
+        torch.testing.assert_close(got, u4)
+
+
+def test_a_module_with_an_optional_second_argument_is_called_with_the_state_alone():
+    cell = nn.GRUCell(4, 4)  # forward(input, hx=None): hx is optional, not a time
+    net = ODENet(lambda n: _GRUField(cell), "euler", steps=2)
+    assert net(torch.randn(2, 4)).shape == (2, 4)
+
+
+class _GRUField(nn.Module):
+    def __init__(self, cell):
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, u, scale: float = 1.0):
+        return scale * (self.cell(u) - u)
+
+
+def test_integrate_hands_on_the_end_point_of_an_adaptive_net():
+    f = nn.Linear(3, 3)
+    net = ODENet(f, "dopri5", steps=4, dt=0.25, return_trajectory=True)
+    u0 = torch.randn(2, 3)
+    trajectory = net(u0)
+    carry = net.integrate(Carry(u0))
+    assert trajectory.shape == (5, 2, 3) and carry.u.shape == (2, 3)
+    torch.testing.assert_close(carry.u, trajectory[-1])
+
+
+def test_a_history_needs_carry_in():
+    first = ODENet([nn.Linear(3, 3) for _ in range(2)], "lm")
+    second = ODENet([nn.Linear(3, 3) for _ in range(2)], "lm")
+    with pytest.raises(ValueError, match="build later stages with carry_in=True"):
+        second.integrate(first.integrate(Carry(torch.randn(2, 3))))

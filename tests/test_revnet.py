@@ -140,3 +140,28 @@ def test_memory_efficient_backward_leaves_batchnorm_statistics_as_plain_backprop
     reversible(u0).sum().backward()
     for w, (name, got) in zip(want, reversible.named_buffers()):
         torch.testing.assert_close(got, w, msg=name)
+
+
+def test_memory_efficient_backward_reruns_the_steps_under_the_forward_autocast():
+    """Under autocast the recomputed steps run in the same precision as the forward ones:
+    the gradients are those of plain backprop under the same autocast."""
+    torch.manual_seed(0)
+    pairs = [(nn.Linear(4, 4), nn.Linear(4, 4)) for _ in range(3)]
+    u0 = torch.randn(6, 8, requires_grad=True)
+    grads = []
+    for memory_efficient in (False, True):
+        net = ODENet(pairs, "revnet", memory_efficient=memory_efficient)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(u0)
+        grads.append(torch.autograd.grad(out.float().sum(), [u0, *net.parameters()]))
+    for plain, reversible in zip(*grads):
+        torch.testing.assert_close(reversible, plain, rtol=0.05, atol=0.05)
+
+
+def test_memory_efficient_refuses_dropout_in_training():
+    pairs = [(nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1)), nn.Linear(4, 4)) for _ in range(2)]
+    net = ODENet(pairs, "revnet", memory_efficient=True)
+    with pytest.raises(ValueError, match="re-runs the steps in the backward pass, which a dropout layer"):
+        net(torch.randn(2, 8))
+    net.eval()
+    assert net(torch.randn(2, 8)).shape == (2, 8)  # in eval mode dropout is the identity

@@ -94,3 +94,39 @@ def test_polynet_truncation_sets_evaluations():
     f = Counter()
     ODENet(f, "polynet", steps=4, truncation=3, dt=0.1)(torch.ones(1, 2))
     assert f.calls == 12 == 4 * solvers.get("polynet", truncation=3).evals
+
+
+def test_registered_coefficients_get_a_starter_of_their_order():
+    with registered({"test_ab2_as_data": solvers.MultistepCoefficients("x", 2, alpha=(1.0, 0.0),
+                                                                       beta=(1.5, -0.5))}):
+        scheme = solvers.get("test_ab2_as_data")
+        assert isinstance(scheme, solvers.LinearMultistep) and scheme.starter.order == 2
+
+
+def test_register_and_get_refuse_bad_input():
+    with pytest.raises(TypeError, match="register takes a factory"):
+        solvers.register("test_not_a_scheme", 42)
+    with pytest.raises(ValueError, match="solver 'euler_maruyama' needs option\\(s\\) diffusion"):
+        solvers.get("euler_maruyama")
+
+
+class _LearnedBeta(solvers.LinearMultistep):
+    """u_{n+1} = u_n + dt b f_n(u_n) with one learned b per channel."""
+
+    def __init__(self):
+        super().__init__(solvers.MultistepCoefficients("test_beta", 1, alpha=(1.0,), beta=(1.0,)),
+                         starter=solvers.RungeKutta(solvers.EULER))
+
+    def init_params(self, n):
+        return {"b": torch.tensor([1.0, 2.0, 3.0])}
+
+    def weights(self, b):
+        return (1.0,), (b,)
+
+
+def test_a_learned_beta_is_per_channel():
+    with registered({"test_beta": _LearnedBeta}):
+        net = ODENet([nn.Identity()], "test_beta", dt=0.5)
+        u0 = torch.ones(2, 3, 4)  # channels are dim 1, not the last dim
+        want = u0 + 0.5 * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1) * u0
+        torch.testing.assert_close(net(u0), want)
