@@ -22,6 +22,7 @@ def test_euler_is_the_disc_around_minus_one():
     mask = away_from(modulus - 1)
     assert mask.sum() > 0.95 * mask.numel()
     assert torch.equal(region.stable[mask], want[mask])
+    assert region.area == pytest.approx(math.pi, rel=0.01)  # the unit disc; the grid's cells are 0.02 wide
     inside = torch.tensor([-1 + 0j, -0.5 + 0.5j, -1.9 + 0j, -1 + 0.99j, -0.01 + 0j])
     outside = torch.tensor([0.01 + 0j, -2.01 + 0j, -1 + 1.01j, 0.5j, -0.2 + 0.7j])
     assert stable("euler", inside).all()

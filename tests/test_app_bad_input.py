@@ -26,6 +26,12 @@ def odenets(capsys, *argv):
     (["train", "--opt", "k_init"], ["--opt takes KEY=VALUE"]),
     (["train", "--model", "resnet8", "--opt", "bogus=1", "--epochs", "1"], ["cannot build resnet8", "bogus"]),
     (["train", "--batch-size", "0"], ["--batch-size must be at least 1"]),
+    (["train", "--seed", "-1"], ["--seed must be >= 0, got -1"]),
+    (["ablate", "--seed", "-1", "--solvers", "euler"], ["--seed must be >= 0, got -1"]),
+    (["train", "--momentum", "-0.9"], ["--momentum must be >= 0, got -0.9"]),
+    (["train", "--weight-decay=-1e-4"], ["--weight-decay must be >= 0, got -0.0001"]),
+    (["train", "--milestones", "0.5", "1.5"], ["--milestones are fractions of the epochs, each in (0, 1]"]),
+    (["train", "--milestones", "0"], ["--milestones are fractions of the epochs, each in (0, 1], got [0.0]"]),
     (["train", "--device", "nonsense"], ["--device 'nonsense' is not a device"]),
     (["train", "--data", "cifar10", "--data-dir", "/nonexistent/cifar"],
      ["no CIFAR10 found in /nonexistent/cifar", "cifar-10-batches-py", "--download"]),
@@ -78,6 +84,12 @@ def trained(tmp_path_factory):
     assert cli.main(["train", "--model", "resnet8", "--epochs", "1", "--batch-size", "128", "--out", str(out),
                      "--quiet"]) == 0
     return out / "checkpoint.pt"
+
+
+def test_checkpoint_saves_the_model_sizes(trained):
+    state = torch.load(trained, weights_only=True)
+    assert (state["num_classes"], state["in_chans"]) == (10, 1)  # the digits: 10 classes, 1 channel
+    assert state["model"]["head.fc.weight"].shape[0] == 10 and state["model"]["stem.conv.weight"].shape[1] == 1
 
 
 def foreign_files(tmp_path, trained):

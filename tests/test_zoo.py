@@ -52,13 +52,32 @@ def test_unknown_model_lists_known_names_and_close_matches():
     (dict(solver="revnet", preact=False), r"revnet' needs pre-activation blocks"),
     (dict(noise="dropout"), r"unknown noise 'dropout'"),
     (dict(noise="shake_shake"), r"shake_shake"),
-    (dict(noise="stochastic_depth", survival=[0.5] * 3), r"one probability per block \(9\), got 3"),
-    (dict(noise="stochastic_depth", survival=1.5), r"must lie in \(0, 1\]"),
+    (dict(noise="stochastic_depth", survival=[0.5] * 3), r"9 probabilities in \(0, 1\], got \[0.5, 0.5, 0.5\]"),
+    (dict(noise="stochastic_depth", survival=[1.5] * 9), r"9 probabilities in \(0, 1\], got \[1.5"),
+    (dict(noise="stochastic_depth", survival=1.5), r"p_L in \(0, 1\]"),
     (dict(num_classes=0), r"num_classes must be a positive integer"),
+    (dict(solver="lm", channels=16), r"channels=16: a zoo model takes channels=True"),
+    (dict(solver="lm", channels=False), r"channels=False: a zoo model takes channels=True"),
+    (dict(channels=True), r"solver 'euler' does not take option\(s\) channels"),
+    (dict(solver="euler_maruyama"), r"diffusion"),
 ])
 def test_bad_options_raise_clear_errors(options, message):
     with pytest.raises(ValueError, match=r"model 'resnet20': .*" + message):
         zoo.create("resnet20", **options)
+
+
+@pytest.mark.parametrize("name, option", [("resnet20", "depth"), ("resnet20", "stem"), ("resnet50", "block"),
+                                          ("lm_resnet56_sd", "p_last"), ("tiny", "foo")])
+def test_an_option_the_builder_cannot_take_is_a_value_error_listing_the_options(monkeypatch, name, option):
+    def tiny(num_classes: int = 10, in_chans: int = 3, solver: str = "euler") -> nn.Module:
+        return nn.Linear(in_chans, num_classes)
+
+    monkeypatch.setitem(zoo.registry._MODELS, "tiny", tiny)
+    takes = "num_classes, in_chans, solver$" if name == "tiny" else "num_classes, in_chans, solver, .*survival.*"
+    with pytest.raises(ValueError, match=rf"model '{name}' does not take option '{option}'; it takes: {takes}"):
+        zoo.create(name, **{option: 1})
+    with pytest.raises(TypeError, match="solver must be a name"):  # a TypeError of the builder's own stays one
+        zoo.create("resnet20", solver=3)
 
 
 # -- architectures ---------------------------------------------------------------------------

@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 import re
 from typing import Callable, Optional
 
 from torch import nn
 
+from .resnet import MODEL_OPTIONS
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_BAD_KEYWORD = re.compile(r"(?:unexpected keyword argument|multiple values for (?:keyword )?argument) '(\w+)'")
+"""Python's TypeError for a keyword that a call cannot bind."""
 
 
 def register_model(fn: Optional[Callable[..., nn.Module]] = None, *, name: Optional[str] = None):
@@ -54,3 +59,19 @@ def create(name: str, num_classes: Optional[int] = None, in_chans: int = 3, solv
         return _MODELS[name](in_chans=in_chans, **given, **options)
     except ValueError as err:
         raise ValueError(f"model {name!r}: {err}") from None
+    except TypeError as err:  # a keyword the builder does not take, or one that its architecture fixes
+        bad = _BAD_KEYWORD.search(str(err))
+        if bad is None or bad[1] not in options:  # not the caller's keyword: a fault inside the builder
+            raise
+        raise ValueError(f"model {name!r} does not take option {bad[1]!r}; it takes: "
+                         f"{', '.join(_options(_MODELS[name]))}") from None
+
+
+def _options(builder: Callable[..., nn.Module]) -> list[str]:
+    """The keywords a builder takes: its named parameters, and for one that passes the
+    rest on to :func:`zoo.build`, the model options and the solver's."""
+    params = inspect.signature(builder).parameters.values()
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        named += [o for o in MODEL_OPTIONS if o not in named] + ["the solver's options"]
+    return named

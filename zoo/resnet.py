@@ -86,7 +86,7 @@ def build(stages: Sequence[Stage], *, block: str, stem: str, stem_channels: int,
                          "(use noise='stochastic_depth', or ODENet with pairs of blocks)")
     depth = sum(s.blocks for s in stages)
     if noise == "stochastic_depth":
-        ps = _survival(0.5 if survival is None else survival, depth)
+        ps = solvers.survival_probabilities(depth, 0.5 if survival is None else survival)
     elif survival is not None:
         raise ValueError(f"survival={survival!r} is the keep probability of noise='stochastic_depth'; "
                          f"this model has noise={noise!r}")
@@ -128,7 +128,12 @@ def _check_solver(solver: str, scheme_options: dict) -> bool:
     if solvers.is_adaptive(solver):
         raise ValueError(f"adaptive solver {solver!r} integrates one shared f; zoo models have a block per step "
                          "(choose a fixed-step solver, or use odenets.ODENet directly)")
-    options = {k: v for k, v in scheme_options.items() if not (k == "channels" and v is True)}
+    options = dict(scheme_options)
+    if "channels" in options:  # each stage's width sizes its k; here the scheme only shows it takes channels
+        if options["channels"] is not True:
+            raise ValueError(f"channels={options['channels']!r}: a zoo model takes channels=True, one k per channel "
+                             "of each stage (for lm), or no channels option; the counts are the stages' widths")
+        options["channels"] = 1
     try:
         scheme = solvers.get(solver, **options)
     except ValueError as err:
@@ -136,15 +141,6 @@ def _check_solver(solver: str, scheme_options: dict) -> bool:
     if scheme.functions == 2 and solver != "revnet":
         raise ValueError(f"solver {solver!r} takes two functions per step; zoo models build pairs for 'revnet' only")
     return scheme.functions == 2
-
-
-def _survival(survival: Union[float, Sequence[float]], depth: int) -> list[float]:
-    if isinstance(survival, (int, float)) and not isinstance(survival, bool):
-        return solvers.survival_probabilities(depth, float(survival))
-    ps = list(survival)
-    if len(ps) != depth:
-        raise ValueError(f"survival must be p_L or one probability per block ({depth}), got {len(ps)} values")
-    return ps
 
 
 def _block(kind: str, preact: bool, width: int, groups: int):

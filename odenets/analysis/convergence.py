@@ -19,9 +19,8 @@ import solvers
 
 from ..odenet import ODENet
 from .figure import PathLike, new_figure, save_png
+from .schemes import SCHEMES, fixed_step
 
-SCHEMES = ("euler", "midpoint", "heun", "rk3", "rk4", "ab2", "ab3", "ab4", "lm", "polynet")
-"""The deterministic one-function schemes, the default of :func:`convergence`."""
 STEPS = (8, 16, 32, 64, 128)
 """Default numbers of steps over [0, T]."""
 FLOOR = 1e-12
@@ -103,10 +102,10 @@ def convergence(schemes: Sequence[str] = SCHEMES, problem: Optional[ODEProblem] 
     steps = sorted({int(n) for n in steps})
     if len(steps) < 2 or steps[0] < 1:
         raise ValueError(f"steps must hold at least two positive step counts, got {steps}")
+    fixed = fixed_step()
     for name in schemes:
-        if name not in solvers.available() or solvers.is_adaptive(name):
-            raise ValueError(f"unknown or adaptive scheme {name!r}; fixed-step schemes: "
-                             f"{', '.join(n for n in solvers.available() if not solvers.is_adaptive(n))}")
+        if name not in fixed:
+            raise ValueError(f"unknown or adaptive scheme {name!r}; fixed-step schemes: {', '.join(fixed)}")
     dts = torch.tensor([problem.T / n for n in steps], dtype=torch.float64)
     errors, slopes, orders = {}, {}, {}
     for name in schemes:

@@ -29,6 +29,7 @@ from solvers import ButcherTableau, MultistepCoefficients, Scheme
 
 from .figure import PathLike, new_figure, save_png
 from .modified_equation import ModifiedEquation
+from .schemes import SCHEMES
 
 ROOT_TOL = 1e-9
 """Slack on |zeta| <= 1."""
@@ -56,10 +57,6 @@ class Characteristic:
     @property
     def degree(self) -> int:
         return self.coeffs.shape[0] - 1
-
-    def polynomial(self, z) -> Tensor:
-        """Coefficients in zeta (lowest power first) at each z: shape z.shape + (degree + 1,)."""
-        return torch.from_numpy(self._polynomial(_complex(z)))
 
     def roots(self, z) -> Tensor:
         """The roots zeta at each z: shape z.shape + (degree,)."""
@@ -162,10 +159,6 @@ def _one_step(name: str, r: Sequence[float]) -> Characteristic:
     return Characteristic(name, c)
 
 
-ANALYSABLE = ("euler", "midpoint", "heun", "rk3", "rk4", "ab2", "ab3", "ab4", "lm", "polynet")
-"""Built-in scheme names that reduce to one characteristic polynomial (plus any registered tableau)."""
-
-
 SchemeLike = Union[str, Scheme, ButcherTableau, MultistepCoefficients, Characteristic]
 KLike = Union[float, Sequence[float], Tensor]
 
@@ -185,7 +178,7 @@ def characteristic(scheme: SchemeLike, k: Optional[float] = None, **options) -> 
     if isinstance(scheme, str):
         if solvers.is_adaptive(scheme):
             raise ValueError(f"{scheme!r} is an adaptive solver: its step, hence its stability, depends on the "
-                             f"error control; analysable: {', '.join(ANALYSABLE)} or a tableau/coefficients")
+                             f"error control; analysable: {', '.join(SCHEMES)} or a tableau/coefficients")
         scheme = solvers.get(scheme, **options)
     if not isinstance(scheme, Scheme):
         raise TypeError(f"expected a scheme name, Scheme, ButcherTableau or MultistepCoefficients, "
@@ -202,7 +195,7 @@ def characteristic(scheme: SchemeLike, k: Optional[float] = None, **options) -> 
     if isinstance(scheme, solvers.PolyNet):
         return polynet(scheme.truncation)
     raise ValueError(f"no linear stability analysis for scheme {scheme.name!r} ({type(scheme).__name__}): it "
-                     f"does not reduce to one recurrence for u' = lambda u; analysable: {', '.join(ANALYSABLE)} "
+                     f"does not reduce to one recurrence for u' = lambda u; analysable: {', '.join(SCHEMES)} "
                      "or a ButcherTableau / MultistepCoefficients")
 
 

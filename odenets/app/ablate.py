@@ -9,23 +9,17 @@ written as CSV and JSON, with a figure of the accuracies and learning curves.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import shlex
 import statistics
-import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
-from odenets.analysis.figure import save_png
-from odenets.files import atomic_write
+from odenets.analysis.figure import new_figure, save_png
 
 from . import checkpoint, config, metrics
 from .config import Config
 from .errors import Interrupted, UsageError
-from .train import fit
+from .train import command, fit
 
 SOLVERS = ("euler", "lm", "midpoint", "rk4", "polynet", "revnet", "lm+sd")
 COLUMNS = ("solver", "parameters", "evaluations", "acc_mean", "acc_std", "seeds", "seconds")
@@ -67,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                           f"{result['seconds']:.1f}s{' (reused)' if reused else ''}", flush=True)
     except Interrupted as e:
         raise Interrupted(f"{e}\nrerun the same command to go on (finished runs are reused):\n  "
-                          f"{_command(getattr(args, 'argv', None))}", e.exit_code - 128) from None
+                          f"{command(getattr(args, 'argv', None))}", e.exit_code - 128) from None
     rows = table(results)
     title = f"{base.model} on {base.data}, {base.epochs} epochs, {args.seeds} seed(s) each"
     print(format_table(rows, title))
@@ -129,11 +123,7 @@ def format_table(rows: list[dict], title: str = "") -> str:
 
 def write(out: Path, rows: list[dict], results: dict[str, list[dict]], title: str = "") -> None:
     """ablation.csv (the table), ablation.json (the table and every run) and ablation.png."""
-    text = io.StringIO()
-    w = csv.DictWriter(text, COLUMNS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write(out / "ablation.csv", lambda f: f.write(text.getvalue()), "w")
+    metrics.write_csv(out / "ablation.csv", rows, COLUMNS)
     runs = {spec: [{k: r[k] for k in ("config", "test_acc", "test_loss", "seconds", "history")} for r in rs]
             for spec, rs in results.items()}
     metrics.write_json(out / "ablation.json", {"table": rows, "runs": runs})
@@ -143,10 +133,9 @@ def write(out: Path, rows: list[dict], results: dict[str, list[dict]], title: st
 def figure(path: Path, rows: list[dict], results: dict[str, list[dict]], title: str = "") -> None:
     """Left: each solver's final test accuracy per seed (dots) and mean +- std (bar);
     middle and right: test accuracy and training loss per epoch, mean over seeds."""
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(15, 4.5), layout="constrained")
+    fig = new_figure(15, 4.5)
     spread, accuracy, loss = fig.subplots(1, 3)
     for i, row in enumerate(rows):
         runs = results[row["solver"]]
@@ -169,8 +158,3 @@ def figure(path: Path, rows: list[dict], results: dict[str, list[dict]], title: 
     accuracy.legend(fontsize="small")
     fig.suptitle(title)
     save_png(fig, path, dpi=110)
-
-
-def _command(argv: Optional[list[str]]) -> str:
-    program = ["odenets"] if Path(sys.argv[0]).name == "odenets" else [sys.executable, "-m", "odenets"]
-    return shlex.join(program + list(argv if argv is not None else sys.argv[1:]))

@@ -8,13 +8,9 @@ import math
 import sys
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from .errors import CheckpointError, UsageError
-
-DEFAULT_SIZES = (10, 3)
-"""(num_classes, in_chans) a model is first built with, before its checkpoint's shapes are read."""
+from .errors import UsageError
 
 
 def register(subparsers) -> None:
@@ -66,43 +62,12 @@ def run(args: argparse.Namespace) -> int:
 
 # -- checkpoints --------------------------------------------------------------------------------
 
-def load_model(path) -> tuple[nn.Module, str]:
-    """The model of a checkpoint written by `odenets train`, rebuilt from the zoo with its
-    saved weights, and a label 'model (solver)'. The number of classes and of input
-    channels are read from the saved weights' shapes."""
-    from . import checkpoint, models
-    from .config import Config
+def _load(path) -> tuple[nn.Module, str]:
+    """A checkpoint's model (:func:`models.from_checkpoint`) and its label 'model (solver)'."""
+    from .models import from_checkpoint
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    state = checkpoint.load(path)
-    try:
-        cfg = Config(**state["config"])
-    except TypeError as e:
-        raise CheckpointError(f"{path} holds settings this odenets does not know: {e}") from None
-    if not cfg.model:
-        raise CheckpointError(f"{path} does not name its model (config 'model' is empty)")
-    model = models.build(cfg, *DEFAULT_SIZES)
-    sizes = _sizes(model, state["model"])
-    if sizes != DEFAULT_SIZES:
-        model = models.build(cfg, *sizes)
-    checkpoint.restore(model, state["model"], path, "model")
-    return model.eval(), f"{cfg.model} ({cfg.label})"
-
-
-def _sizes(model: nn.Module, weights: dict) -> tuple[int, int]:
-    """(num_classes, in_chans) from the saved weights of the last Linear and the first Conv."""
-    num_classes, in_chans = DEFAULT_SIZES
-    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    head = weights.get(f"{linears[-1]}.weight") if linears else None
-    stem = weights.get(f"{convs[0]}.weight") if convs else None
-    if isinstance(head, torch.Tensor) and head.dim() == 2:
-        num_classes = head.shape[0]
-    if isinstance(stem, torch.Tensor) and stem.dim() == 4:
-        in_chans = stem.shape[1]
-    return num_classes, in_chans
+    model, cfg, _ = from_checkpoint(path)
+    return model, f"{cfg.model} ({cfg.label})"
 
 
 def _lm_rows(model: nn.Module, label: str, path) -> list:
@@ -111,8 +76,8 @@ def _lm_rows(model: nn.Module, label: str, path) -> list:
     try:
         return modified_equation(model)
     except ValueError as e:
-        raise UsageError(f"{path}: {label} has no LM steps to analyse ({e}); train an lm_* model or pass "
-                         "--solver lm") from None
+        raise UsageError(f"{path}: {label} has no LM steps to analyse ({e}); train an lm_* model, or train "
+                         "with `odenets train --solver lm`") from None
 
 
 # -- actions ------------------------------------------------------------------------------------
@@ -123,7 +88,7 @@ def _modified(args: argparse.Namespace) -> int:
     _check_png(args.plot_k, "--plot-k")
     results = {}
     for path in args.checkpoints:
-        model, label = load_model(path)
+        model, label = _load(path)
         rows = _lm_rows(model, label, path)
         key = label if label not in results else f"{label} [{path}]"
         results[key] = rows
@@ -141,16 +106,11 @@ def _modified(args: argparse.Namespace) -> int:
 
 
 def _stability(args: argparse.Namespace) -> int:
-    import solvers
     from odenets.analysis import (characteristic, learned_regions, plot_stability, real_interval,
                                   stability_region, zero_stable)
-    from odenets.analysis.stability import ANALYSABLE
 
     _check_png(args.out, "--out")
-    names = _names(args.schemes, "--schemes")
-    unknown = [n for n in names if n not in solvers.available()]
-    if unknown:
-        raise UsageError(f"unknown scheme(s) {', '.join(unknown)}; analysable: {', '.join(ANALYSABLE)}")
+    names = _schemes(args.schemes)
     ks = _floats(args.k, "--k")
     grid = {"re": tuple(args.re), "im": tuple(args.im), "resolution": args.resolution}
     specs = []  # (scheme, keyword arguments)
@@ -171,7 +131,7 @@ def _stability(args: argparse.Namespace) -> int:
               "zero_stable": zero_stable(name, **kw)} for r, (name, kw) in zip(regions, specs)]
     learned = None
     if args.checkpoint:
-        model, label = load_model(args.checkpoint)
+        model, label = _load(args.checkpoint)
         rows = _lm_rows(model, label, args.checkpoint)
         learned = learned_regions(rows, **grid)
         table += [{"scheme": f"{label} depth {r.depth}", "k": r.k.tolist(),
@@ -193,16 +153,11 @@ def _stability(args: argparse.Namespace) -> int:
 
 
 def _convergence(args: argparse.Namespace) -> int:
-    import solvers
     from odenets.analysis import convergence, plot_convergence
-    from odenets.analysis.convergence import SCHEMES
+    from odenets.analysis.schemes import SCHEMES
 
     _check_png(args.out, "--out")
-    names = _names(args.schemes, "--schemes") if args.schemes else list(SCHEMES)
-    fixed = [n for n in solvers.available() if not solvers.is_adaptive(n)]
-    unknown = [n for n in names if n not in fixed]
-    if unknown:
-        raise UsageError(f"unknown or adaptive scheme(s) {', '.join(unknown)}; fixed-step schemes: {', '.join(fixed)}")
+    names = _schemes(args.schemes) if args.schemes else list(SCHEMES)
     steps = [int(x) for x in _floats(args.steps, "--steps")]
     options = {"lm": {"k_init": args.k}, "polynet": {"truncation": args.truncation}}
     try:
@@ -226,10 +181,17 @@ def _convergence(args: argparse.Namespace) -> int:
 
 # -- parsing helpers ----------------------------------------------------------------------------
 
-def _names(text: str, flag: str) -> list[str]:
+def _schemes(text: str) -> list[str]:
+    """The names of --schemes, each one the analyses can take by name."""
+    from odenets.analysis.schemes import SCHEMES
+
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        raise UsageError(f"{flag} needs at least one scheme name")
+        raise UsageError("--schemes needs at least one scheme name")
+    other = [n for n in names if n not in SCHEMES]
+    if other:
+        raise UsageError(f"cannot analyse scheme(s) {', '.join(other)}; the schemes analysed by name are: "
+                         f"{', '.join(SCHEMES)}")
     return names
 
 

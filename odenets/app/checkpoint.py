@@ -3,7 +3,8 @@
 A checkpoint holds only tensors, numbers, strings, lists and dicts: the model's and
 optimizer's states, the gradient scaler's, the position in the run (epochs done,
 batches done of the next epoch, optimizer steps), the running sums of a part-done
-epoch, every process's random states, the run's settings and its metrics so far.
+epoch, every process's random states, the run's settings and its metrics so far, and
+the model's number of classes and input channels.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ FORMAT, VERSION = "odenets-checkpoint", 1
 _FIELDS = {"format": str, "version": int, "config": dict, "model": dict, "optimizer": dict, "scaler": dict,
            "epoch": int, "batch": int, "step": int, "partial": dict, "history": list, "rng": list,
            "world_size": int}
+_SIZES = ("num_classes", "in_chans")  # the model's, saved since they were added; older files lack them
 
 
 def save(path: Union[str, Path], state: dict) -> None:
@@ -58,6 +60,9 @@ def load(path: Union[str, Path]) -> dict:
     for key, kind in _FIELDS.items():
         if not isinstance(state.get(key), kind):
             raise CheckpointError(f"{path} is damaged: field {key!r} is missing or not a {kind.__name__}")
+    for key in _SIZES:
+        if key in state and not (isinstance(state[key], int) and state[key] >= 1):
+            raise CheckpointError(f"{path} is damaged: field {key!r} is not a positive integer")
     if not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
         raise CheckpointError(f"{path} is damaged: the model state holds something other than tensors")
     return {**state, "path": str(path)}

@@ -88,23 +88,33 @@ class Config:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.lr is not None and not self.lr > 0:
             raise UsageError(f"--lr must be positive, got {self.lr}")
-        if self.workers < 0:
-            raise UsageError(f"--workers must be >= 0, got {self.workers}")
+        for name in ("seed", "momentum", "weight_decay", "workers"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if self.milestones is not None and not all(0 < m <= 1 for m in self.milestones):
+            raise UsageError(f"--milestones are fractions of the epochs, each in (0, 1], got {self.milestones}")
         return self
 
     def resume(self, saved: dict, given: set[str]) -> "Config":
         """This run continued from a checkpoint's settings ``saved``: a run setting given
         as a flag must agree with it; an environment setting given overrides it."""
         mine = asdict(self)
-        for name, value in saved.items():
-            if name not in mine:
-                continue
+        for name, value in known(saved).items():
             if name not in given:
                 mine[name] = value
             elif name not in self.ENVIRONMENT and mine[name] != value:
                 raise UsageError(f"the checkpoint was trained with {name}={value!r}, but this command asks for "
                                  f"{mine[name]!r}; leave the flag out to resume, or start a new run in another --out")
         return Config(**mine)
+
+
+def known(saved: dict) -> dict:
+    """The settings of a checkpoint that this odenets knows. Any other (written by a newer
+    version) is ignored, alike in ``eval``, ``analyze`` and ``--resume``: the saved weights
+    must still fit the model rebuilt without it, which loading them checks."""
+    names = {f.name for f in fields(Config)}
+    return {k: v for k, v in saved.items() if k in names}
 
 
 def split_solver(spec: str) -> tuple[str, dict]:

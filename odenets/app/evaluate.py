@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from . import checkpoint, distributed
-from .config import Config
+from . import distributed
 from .distributed import Context
+from .errors import UsageError
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -65,18 +63,20 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from . import data, models
 
-    path = Path(args.checkpoint)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    state = checkpoint.load(path)
-    known = {f.name for f in fields(Config)}
-    cfg = Config(**{k: v for k, v in state["config"].items() if k in known})
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {args.workers}")
+    model, cfg, state = models.from_checkpoint(args.checkpoint)
+    path = state["path"]
     if args.data_dir:
         cfg.data_dir = args.data_dir
     ctx = distributed.setup(args.device)
     ds = data.load(cfg.data, cfg.data_dir, False, cfg.on_bad_image, cfg.image_size)
-    model = models.build(cfg, ds.num_classes, ds.in_chans)
-    checkpoint.restore(model, state["model"], path, "model")
+    classes, chans = models.sizes(state)
+    if (ds.num_classes, ds.in_chans) != (classes, chans):
+        raise UsageError(f"{path} holds a model for {classes} classes and {chans} input channels; the {cfg.data} "
+                         f"test set in {cfg.data_dir} has {ds.num_classes} and {ds.in_chans}")
     model.to(ctx.device)
     loss, acc = evaluate(model, test_loader(ds.test, ctx, args.batch_size, args.workers), ctx, args.amp)
     result = {"checkpoint": str(path), "model": cfg.model, "solver": cfg.label, "data": cfg.data,

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Iterable, Sequence
 
 from odenets.files import atomic_write
 
@@ -22,11 +23,16 @@ def write(out: Path, history: list[dict]) -> None:
     """Rewrite metrics.jsonl and metrics.csv from the whole history (so a resumed run's
     files hold each epoch once)."""
     atomic_write(out / "metrics.jsonl", lambda f: f.write("".join(json.dumps(r) + "\n" for r in history)), "w")
+    write_csv(out / "metrics.csv", history, COLUMNS)
+
+
+def write_csv(path: Path, rows: Iterable[dict], columns: Sequence[str]) -> None:
+    """Write ``rows`` as CSV with a header of ``columns``, atomically; other keys are left out."""
     text = io.StringIO()
-    w = csv.DictWriter(text, COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(text, columns, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
-    w.writerows(history)
-    atomic_write(out / "metrics.csv", lambda f: f.write(text.getvalue()), "w")
+    w.writerows(rows)
+    atomic_write(path, lambda f: f.write(text.getvalue()), "w")
 
 
 def write_json(path: Path, obj) -> None:

@@ -1,13 +1,17 @@
-"""A run's network from the zoo, and what the ablation reports about it."""
+"""A run's network from the zoo, or from its checkpoint, and what the ablation reports about it."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
 
 import torch
 from torch import nn
 
 from odenets import ODENet
 
-from .config import Config
-from .errors import UsageError
+from . import checkpoint
+from .config import Config, known
+from .errors import CheckpointError, UsageError
 
 
 def build(cfg: Config, num_classes: int, in_chans: int) -> nn.Module:
@@ -20,6 +24,36 @@ def build(cfg: Config, num_classes: int, in_chans: int) -> nn.Module:
     except (ValueError, TypeError) as e:
         options = ", ".join(f"{k}={v!r}" for k, v in cfg.options.items()) or "no options"
         raise UsageError(f"cannot build {cfg.model} with solver {cfg.label} and {options}: {e}") from None
+
+
+def from_checkpoint(path: Union[str, Path]) -> tuple[nn.Module, Config, dict]:
+    """The model of a checkpoint written by `odenets train` (a file, or the --out folder
+    holding checkpoint.pt), rebuilt from the zoo with the saved weights, in eval mode on
+    the CPU; with the run's Config and the checkpoint (:func:`checkpoint.load`).
+
+    Saved settings this odenets does not know are ignored (:func:`config.known`)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    state = checkpoint.load(path)
+    cfg = Config(**known(state["config"]))
+    if not cfg.model:
+        raise CheckpointError(f"{path} does not name its model (config 'model' is empty)")
+    model = build(cfg, *sizes(state))
+    checkpoint.restore(model, state["model"], path, "model")
+    return model.eval(), cfg, state
+
+
+def sizes(state: dict) -> tuple[int, int]:
+    """A checkpoint's (num_classes, in_chans): saved with the weights, or in a checkpoint
+    older than those fields, the shapes of the zoo model's head.fc and stem.conv weights."""
+    if "num_classes" in state and "in_chans" in state:
+        return state["num_classes"], state["in_chans"]
+    head, stem = state["model"].get("head.fc.weight"), state["model"].get("stem.conv.weight")
+    if head is None or head.dim() != 2 or stem is None or stem.dim() != 4:
+        raise CheckpointError(f"{state['path']} saves neither num_classes and in_chans nor the weights head.fc and "
+                              "stem.conv of a zoo model to read them from")
+    return head.shape[0], stem.shape[1]
 
 
 def parameters(model: nn.Module) -> int:

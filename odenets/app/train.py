@@ -173,7 +173,7 @@ class _Run:
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": self.epoch, "batch": self.batch, "step": self.step, "partial": dict(self.partial),
                 "history": self.history, "rng": rng, "world_size": self.ctx.world,
-                "parameters": self.parameters, "evaluations": self.evaluations})
+                "num_classes": self.data.num_classes, "in_chans": self.data.in_chans})
         self.saved = self._position(self.path)
         distributed.barrier(self.ctx)
 
@@ -269,5 +269,11 @@ def resume_command(argv: Optional[list[str]], path: str) -> str:
                 rest.pop(0)
         elif not a.startswith("--resume="):
             args.append(a)
+    return command(args + ["--resume", path])
+
+
+def command(argv: Optional[list[str]] = None) -> str:
+    """The shell command running odenets with ``argv`` (default: this process's
+    arguments), started as this process was: ``odenets ...`` or ``python -m odenets ...``."""
     program = ["odenets"] if Path(sys.argv[0]).name == "odenets" else [sys.executable, "-m", "odenets"]
-    return shlex.join(program + args + ["--resume", path])
+    return shlex.join(program + list(argv if argv is not None else sys.argv[1:]))
