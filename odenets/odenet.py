@@ -40,9 +40,11 @@ class ODENet(nn.Module):
     A module whose forward takes two arguments is called as f(t_n, u) with
     t_n = t0 + n dt (stage times for multi-stage schemes), otherwise as f(u). A module
     with a ``shortcut`` attribute changes the state's shape (a downsampling block): its
-    step is u_{n+1} = P(u_n) + dt f_n(u_n) with P = shortcut, and a multistep scheme
-    carries its past states through P. The modules are fixed at construction: build a
-    new ODENet rather than replacing entries of ``fns``.
+    step is the ResNet transition u_{n+1} = P(u_n) + dt f_n(u_n) with P = shortcut,
+    under every scheme (as in LM-ResNet's authors' code), and has no trainable
+    coefficients; a multistep scheme reads P(u_n), and P of any older state it still
+    needs, as its history after it. The modules are fixed at construction: build a new
+    ODENet rather than replacing entries of ``fns``.
 
     Args:
         solver: a name from :func:`solvers.available`.
@@ -126,8 +128,8 @@ class ODENet(nn.Module):
         for key, value in options.items():  # a module among the options (a learned diffusion) is ours to train
             if isinstance(value, nn.Module):
                 self.add_module(key, value)
-        params = [self.scheme.init_params(n) if carry_in or n >= self.scheme.history else {}
-                  for n in range(steps)] if self.scheme else []
+        params = [self.scheme.init_params(n) if (carry_in or n >= self.scheme.history)
+                  and _shortcut(self.fn(n)) is None else {} for n in range(steps)] if self.scheme else []
         self.coefs = nn.ModuleList(
             [nn.ParameterDict({k: nn.Parameter(v) for k, v in p.items()}) for p in params] if any(params) else [])
 
@@ -216,8 +218,8 @@ class ODENet(nn.Module):
               past: Past) -> tuple[Tensor, Past]:
         t, dt = self.t0 + n * self.dt, self.dt
         shortcut = _shortcut(fn)
-        if shortcut is not None:  # the history crosses into the new shape with the state
-            past = tuple(Record(shortcut(r.u)) for r in past)
+        if shortcut is not None:  # the older states later steps still read cross into the new shape
+            past = tuple(Record(shortcut(r.u)) for r in past[:scheme.history - 1])
 
         def run(u: Tensor, past: Past) -> tuple[Tensor, Record]:
             if shortcut is None:
@@ -231,7 +233,7 @@ class ODENet(nn.Module):
                 fs = self.fields(n, fn, u, pu.shape) if one else self.fields(n, fn, u, check=False)
 
                 def advance(fs: list) -> tuple[Tensor, Record]:
-                    return scheme.transition(_one(fs), t, dt, u, pu, past, **params)
+                    return scheme.transition(_one(fs), t, dt, u, pu)
             if self.noise == "stochastic_depth" and not self.training:
                 out, record = solvers.expected_step(advance, fs, self.survival[n])
             else:

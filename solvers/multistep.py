@@ -100,14 +100,3 @@ class LinearMultistep(Scheme):
         for b, fx in zip(beta, [fn] + [r.f for r in past]):
             out = axpy(out, dt * b, fx)
         return out, Record(u, fn if any(self.coefficients.beta[1:]) else None)
-
-    def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor, past: Past,
-                   **params: Tensor) -> tuple[Tensor, Record]:
-        """A shape-changing step: past states cross through the shortcut, so a scheme
-        that reads only f_n and past states (beta_j = 0 for j >= 1, as LM-ResNet) keeps
-        its recurrence; one that needs past f-values falls back to the Euler transition."""
-        if any(self.coefficients.beta[1:]) or not self._ready(past):
-            return super().transition(f, t, dt, u, pu, past)
-        alpha, beta = self.weights(**params)
-        out = self.combine([pu] + [r.u for r in past], alpha)
-        return axpy(out, dt * beta[0], f(t, u)), Record(pu)

@@ -39,8 +39,7 @@ class RevNet(Scheme):
         x = x.sub(F(t, y), alpha=dt)
         return torch.cat((x, y), dim=1)
 
-    def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor, past: Past,
-                   **params: Tensor) -> tuple[Tensor, Record]:
+    def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor) -> tuple[Tensor, Record]:
         """A shape-changing step on each half: X' = P(X) + dt F(Y), Y' = P(Y) + dt G(X'),
         with ``pu`` = (P(X), P(Y)); not invertible, as RevNet's downsampling blocks."""
         F, G = f

@@ -52,14 +52,15 @@ class Scheme:
         """Return u_{n+1} and the record of step n."""
         raise NotImplementedError
 
-    def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor, past: Past,
-                   **params: Tensor) -> tuple[Tensor, Record]:
+    def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor) -> tuple[Tensor, Record]:
         """A step whose f_n changes the state's shape (a downsampling block).
 
-        ``pu`` is u_n carried into the new shape by the block's shortcut P, and ``past``
-        holds the earlier states carried over the same way. A stage can be evaluated
-        only on the old shape, so by default this is the ResNet transition
-        u_{n+1} = P(u_n) + dt f_n(u_n), forward Euler with the shortcut in place of u_n.
+        ``pu`` is u_n carried into the new shape by the block's shortcut P. A stage can be
+        evaluated only on the old shape, so the step is the ResNet transition
+        u_{n+1} = P(u_n) + dt f_n(u_n), forward Euler with the shortcut in place of u_n,
+        for every scheme with one function per step, multistep ones included: LM-ResNet's
+        authors take this step at their downsampling blocks and hand P(u_n) on as the
+        u_{n-1} of the next step, the record returned here.
         """
         return pu.add(f(t, u), alpha=dt), Record(pu)
 

@@ -35,22 +35,22 @@ def save(path, model_name, model):
 
 @pytest.fixture
 def lm_checkpoint(tmp_path):
-    model = zoo.create("lm_resnet8", num_classes=10, in_chans=1)
+    model = zoo.create("lm_resnet14", num_classes=10, in_chans=1)
     ks = []
     with torch.no_grad():
         for i, p in enumerate(name for name, _ in model.named_parameters() if name.endswith(".k")):
             value = -0.1 * (i + 1)
             model.get_parameter(p).fill_(value)
             ks.append(value)
-    assert ks, "lm_resnet8 should hold learned k_n"
-    return save(tmp_path / "lm.pt", "lm_resnet8", model), ks
+    assert ks, "lm_resnet14 should hold learned k_n"
+    return save(tmp_path / "lm.pt", "lm_resnet14", model), ks
 
 
 def test_modified_prints_the_hand_set_coefficients(lm_checkpoint, tmp_path, capsys):
     path, ks = lm_checkpoint
     assert run(["analyze", "modified", path, "--json"]) == 0
     (label, rows), = json.loads(capsys.readouterr().out).items()
-    assert label.startswith("lm_resnet8")
+    assert label.startswith("lm_resnet14")
     learned = [r for r in rows if r["learned"]]
     assert not rows[0]["learned"] and rows[0]["k"] == 0.0  # the first step: forward Euler
     assert [r["k"] for r in learned] == pytest.approx(ks)

@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent("""
 
     out, rank = Path(sys.argv[1]), int(os.environ["RANK"])
     final = {}
-    fit(Config(model="resnet8", solver="lm", epochs=2, batch_size=64, lr=0.05, seed=3, out=str(out), quiet=True),
+    fit(Config(model="resnet14", solver="lm", epochs=2, batch_size=64, lr=0.05, seed=3, out=str(out), quiet=True),
         on_step=lambda model, epoch, step: final.update(model=model))
     state = final["model"].state_dict()
     digest = hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()

@@ -14,7 +14,7 @@ from odenets.app.train import fit
 
 def config(out):
     # stochastic depth draws random numbers in every step: resuming must restore them
-    return Config(model="resnet8", data="digits", solver="lm", options={"noise": "stochastic_depth"}, epochs=3,
+    return Config(model="resnet14", data="digits", solver="lm", options={"noise": "stochastic_depth"}, epochs=3,
                   batch_size=128, lr=0.05, seed=7, out=str(out), quiet=True)
 
 

@@ -17,7 +17,7 @@ def odenets(capsys, *argv):
 @pytest.mark.slow
 def test_train_writes_logs_checkpoint_and_result_and_learns(tmp_path, capsys):
     out = tmp_path / "run"
-    code, stdout, err = odenets(capsys, "train", "--model", "resnet8", "--solver", "lm", "--epochs", 3,
+    code, stdout, err = odenets(capsys, "train", "--model", "resnet14", "--solver", "lm", "--epochs", 3,
                                 "--batch-size", 32, "--out", out)
     assert code == 0, err
     assert [line.split()[1] for line in stdout.splitlines() if line.startswith("epoch")] == ["1/3", "2/3", "3/3"]

@@ -202,19 +202,20 @@ def test_shortcut_step_is_p_plus_f():
     torch.testing.assert_close(got[-1], u3, rtol=1e-14, atol=1e-14)
 
 
-def test_lm_carries_its_history_through_the_shortcut():
-    """u_{n+1} = (1 - k) P(u_n) + k P(u_{n-1}) + f_n(u_n) at the transition, and the next
-    step reads P(u_n) as its u_{n-1}."""
+def test_lm_takes_the_resnet_step_at_a_shortcut_and_carries_p_of_u_n_on():
+    """As in LM-ResNet's authors' code: u_{n+1} = P(u_n) + f_n(u_n) at the transition,
+    which has no k, and the next step reads P(u_n) as its u_{n-1}."""
     torch.manual_seed(0)
     fs = [block(4), block(4), Down(), block(2)]
     net = ODENet(fs, "lm", k_init=(-0.5, 0.5)).double()
     k = [c["k"] if "k" in c else None for c in net.coefs]
+    assert k[0] is None and k[2] is None and k[1] is not None and k[3] is not None
     P = fs[2].shortcut
     u0 = torch.randn(3, 4, dtype=F64)
     with torch.no_grad():
         u1 = u0 + fs[0](u0)
         u2 = (1 - k[1]) * u1 + k[1] * u0 + fs[1](u1)
-        u3 = (1 - k[2]) * P(u2) + k[2] * P(u1) + fs[2](u2)
+        u3 = P(u2) + fs[2](u2)
         u4 = (1 - k[3]) * u3 + k[3] * P(u2) + fs[3](u3)
         torch.testing.assert_close(net(u0), u4, rtol=1e-14, atol=1e-14)
 
@@ -308,8 +309,8 @@ def test_checkpoint_across_a_shortcut():
 
 
 def test_a_long_history_crosses_a_shortcut_whole():
-    """A rule reading u_{n-1} and u_{n-2} carries both through the shortcut, and the step
-    after the downsampling one reads them in the new shape: checked by hand."""
+    """A rule reading u_{n-1} and u_{n-2} takes the ResNet step at the shortcut, and the
+    step after it reads u_n and u_{n-1} carried into the new shape: checked by hand."""
     import solvers
 
     rule = solvers.MultistepCoefficients("test_three_states", 1, alpha=(0.5, 0.25, 0.25), beta=(1.75, 0.0, 0.0))
@@ -325,7 +326,7 @@ def test_a_long_history_crosses_a_shortcut_whole():
             P = widen.shortcut
             u1 = u0 + fs[0](u0)                                  # starter: forward Euler (order 1)
             u2 = u1 + fs[1](u1)
-            u3 = 0.5 * P(u2) + 0.25 * P(u1) + 0.25 * P(u0) + 1.75 * widen(u2)
+            u3 = P(u2) + widen(u2)                               # the ResNet transition
             u4 = 0.5 * u3 + 0.25 * P(u2) + 0.25 * P(u1) + 1.75 * fs[3](u3)
         torch.testing.assert_close(got, u4)
 

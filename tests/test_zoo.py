@@ -93,7 +93,8 @@ def test_imagenet_parameter_counts_equal_torchvision(name):
     assert count(zoo.create(name)) == reference
     lm = zoo.create(f"lm_{name}")
     blocks = sum(stage.steps for stage in lm.stages)
-    assert count(lm) == reference + blocks - 1  # one k per block but the first, which has no history
+    # one k per block but each stage's first: a downsampling block, or the network's first
+    assert count(lm) == reference + blocks - len(lm.stages)
     fc = zoo.create(name).head.fc
     assert count(zoo.create(name, num_classes=10)) == reference - 990 * (fc.in_features + 1)
 
@@ -105,14 +106,15 @@ def test_resnet50_has_torchvisions_exact_count():
 def test_lm_models_start_with_k_uniform_in_the_papers_range():
     model = zoo.create("lm_resnet110")
     ks = torch.stack([c["k"] for stage in model.stages for c in stage.coefs if "k" in c])
-    assert len(ks) == 54 - 1 and ks.min() >= -0.1 and ks.max() <= 0 and ks.std() > 0.01
+    assert len(ks) == 54 - 3 and ks.min() >= -0.1 and ks.max() <= 0 and ks.std() > 0.01
     assert model.stages[0].solver == "lm" and len(model.stages[0].coefs[0]) == 0  # step 0 has no history
+    assert all(len(stage.coefs[0]) == 0 for stage in model.stages[1:])  # downsampling: a ResNet step
 
 
 def test_stage_structure_and_readable_state_dict_keys():
     model = zoo.create("lm_resnet20")
     keys = model.state_dict().keys()
-    for key in ["stem.conv.weight", "stages.0.fns.1.conv1.weight", "stages.0.coefs.1.k", "stages.1.coefs.0.k",
+    for key in ["stem.conv.weight", "stages.0.fns.1.conv1.weight", "stages.0.coefs.1.k", "stages.1.coefs.1.k",
                 "head.fc.weight"]:
         assert key in keys
     assert isinstance(model.stages[1].fns[0].shortcut, zoo.PadShortcut)
@@ -138,10 +140,11 @@ def test_per_channel_k():
 # -- the LM recurrence across stages, against the paper's formula ---------------------------
 
 def lm_oracle(model, x, survival=None):
-    """u_{n+1} = act((1 - k_n) P(u_n) + k_n P(u_{n-1}) + p_n f_n(u_n)), written out over the
-    whole network: P is the block's shortcut (identity without one), act is ReLU in a
-    post-activation network, the first block of the network takes an Euler step, p_n = 1
-    without stochastic depth."""
+    """u_{n+1} = act((1 - k_n) u_n + k_n u_{n-1} + p_n f_n(u_n)), written out over the whole
+    network as the LM-ResNet authors' code computes it: the network's first block and
+    every block with a shortcut P take the ResNet step act(P(u_n) + p_n f_n(u_n)), and the
+    block after a shortcut reads P(u_n) as its u_{n-1}; act is ReLU in a post-activation
+    network, p_n = 1 without stochastic depth."""
     u, prev, n_total = model.stem(x), None, 0
     for stage in model.stages:
         for n, block in enumerate(stage.fns):
@@ -149,9 +152,9 @@ def lm_oracle(model, x, survival=None):
             p = 1.0 if survival is None else survival[n_total]
             pu = shortcut(u)
             new = pu + p * block(u)
-            if prev is not None:
+            if prev is not None and not hasattr(block, "shortcut"):
                 k = stage.coefs[n]["k"]
-                new = (1 - k) * pu + k * shortcut(prev) + p * block(u)
+                new = (1 - k) * u + k * prev + p * block(u)
             act = F.relu if isinstance(stage.activation, nn.ReLU) else (lambda v: v)
             prev, u, n_total = pu, act(new), n_total + 1
     return model.head(u)
@@ -296,7 +299,8 @@ def test_from_torchvision_computes_the_same_function(name):
             assert not model.training
             torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
         ks = [c["k"] for s in model.stages for c in s.coefs if "k" in c]
-        assert len(ks) == sum(len(getattr(reference, f"layer{i}")) for i in range(1, 5)) - 1
+        # a k per block but the first of each of the four stages (a downsampling block, or the first)
+        assert len(ks) == sum(len(getattr(reference, f"layer{i}")) for i in range(1, 5)) - 4
         assert all(k.item() == 0.0 for k in ks)  # the LM-ResNet starts as the ResNet
         ks[0].fill_(0.5)
         assert not torch.allclose(model(x), expected, atol=1e-3)

@@ -1,5 +1,8 @@
 """The paper's architectures, registered by name. ``lm_<name>`` is ``<name>`` with
-solver='lm': a trainable k_n per block, initialised U(-0.1, 0).
+solver='lm': a trainable k_n per block, initialised U(-0.1, 0), except in the first block
+of each stage (the network's first step, which has no u_{n-1}, and the downsampling
+blocks, ResNet steps in the paper's code); so lm_resnet8, one block per stage, computes
+the same function as resnet8.
 
 - CIFAR ResNets (He et al. 2016): resnet{8,14,20,32,44,56,110}, basic blocks on
   16/32/64 channels with option-A shortcuts (depth 6n + 2; resnet8 and resnet14 are small

@@ -1,9 +1,11 @@
 """A residual network as stem -> stages -> head, each stage one ODENet over its blocks.
 
 Block n of a stage is the residual function f_n of the stage's ODENet; the block that
-changes the shape (stride, more channels) carries the shortcut P. The stages are chained
-with :class:`odenets.Carry`, so a multistep scheme's history crosses a stage boundary
-through P, as in the paper's code: u_{n+1} = (1 - k_n) P(u_n) + k_n P(u_{n-1}) + f_n(u_n).
+changes the shape (stride, more channels) carries the shortcut P and takes the ResNet
+step u_{n+1} = P(u_n) + f_n(u_n). The stages are chained with :class:`odenets.Carry`, so
+a multistep scheme's recurrence goes on inside the next stage with P(u_n) as the state
+before u_{n+1}, as in the LM-ResNet authors' code:
+u_{n+2} = (1 - k) u_{n+1} + k P(u_n) + f_{n+1}(u_{n+1}).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ class Stage:
 
 class ResNet(nn.Module):
     """stem -> stages -> head, the stages chained so that a multistep scheme's history
-    crosses their boundaries."""
+    goes on across their boundaries."""
 
     def __init__(self, stem: nn.Module, stages: Sequence[ODENet], head: nn.Module):
         super().__init__()

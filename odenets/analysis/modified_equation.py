@@ -29,7 +29,8 @@ NEAR_MINUS_ONE = 0.1
 """|1 + k| below this reads as the second-order (inertial) regime."""
 
 READINGS = {
-    "euler": "k = 0 (a first step, which has no u_{n-1}, or k ~ 0): forward Euler, the ResNet step; "
+    "euler": "k = 0 (a step without k: the first, which has no u_{n-1}, or a downsampling block; or k ~ 0): "
+             "forward Euler, the ResNet step; "
              "u' + (dt/2) u'' = f(u).",
     "momentum": "-1 < k < 0: 1 + k < 1, so u' = f/(1 + k) advances dt/(1 + k) > dt per step (a larger "
                 "effective step), and the u'' coefficient (1 - k) dt/2 exceeds ResNet's dt/2: more inertia "
@@ -66,7 +67,8 @@ class ModifiedEquation:
     ``depth`` counts the steps of every LM ODENet of the model, in module order; ``net``
     is the ODENet's name in the model, ``stage`` its index among them and ``step`` the
     step inside it. ``k`` has shape () or (channels,); a step without a learned k
-    (``learned`` False: the network's first step, forward Euler) has k = 0.
+    (``learned`` False: the network's first step or a downsampling block's, forward
+    Euler) has k = 0.
     """
 
     depth: int
