@@ -7,7 +7,8 @@ Comparisons (forward + backward, images/s, median of interleaved runs in one pro
 zoo resnet50 (euler) against torchvision's resnet50 at 224x224 (target: within 3%),
 and lm_resnet20 against resnet20 at 32x32 (target: within 5%). By default the clock is
 the process's CPU time on one thread, which other processes sharing the machine barely
-disturb; ``--clock wall --threads N`` measures wall-clock throughput. ``--table`` prints, for
+disturb; ``--clock wall --threads N`` measures wall-clock throughput, ``--compile`` the
+models under torch.compile (both of each pair). ``--table`` prints, for
 every selected model, its parameters, FLOPs per image counted by
 torch.utils.flop_counter.FlopCounterMode (a multiply-add counts 2), and throughput.
 """
@@ -61,9 +62,11 @@ def interleaved(steps: dict[str, Callable[[], None]], repeats: int, warmup: int,
 
 
 def compare(pairs: dict[str, tuple[nn.Module, nn.Module, int, int]], repeats: int, warmup: int,
-            clock: Callable[[], float]) -> None:
+            clock: Callable[[], float], compiled: bool = False) -> None:
     for label, (model, reference, batch, size) in pairs.items():
         x = torch.randn(batch, 3, size, size)
+        if compiled:
+            model, reference = torch.compile(model), torch.compile(reference)
         t = interleaved({"model": train_step(model.train(), x), "reference": train_step(reference.train(), x)},
                         repeats, warmup, clock)
         ratio = t["reference"] / t["model"]  # throughput ratio model / reference
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="*", default=["*"], help="shell patterns selecting models for --table")
     parser.add_argument("--skip-compare", action="store_true", help="only the table")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (0: torch's default)")
+    parser.add_argument("--compile", action="store_true", help="time the comparisons under torch.compile")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
                         help="cpu: process CPU time (robust on a shared machine); wall: wall-clock time")
     args = parser.parse_args(argv)
@@ -113,13 +117,13 @@ def main(argv: list[str] | None = None) -> None:
     clock = CLOCKS[args.clock]
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.clock} clock, "
-          f"median of {args.repeats} interleaved runs")
+          f"median of {args.repeats} interleaved runs{', compiled' if args.compile else ''}")
     if not args.skip_compare:
         compare({"zoo resnet50 vs torchvision resnet50": (zoo.create("resnet50"), torchvision.models.resnet50(),
                                                           args.batch or 8, 224),
                  "lm_resnet20 vs resnet20": (zoo.create("lm_resnet20"), zoo.create("resnet20"),
                                              args.batch or 128, 32)},
-                args.repeats, args.warmup, clock)
+                args.repeats, args.warmup, clock, args.compile)
     if args.table:
         names = [n for n in zoo.list_models() if any(fnmatch.fnmatch(n, p) for p in args.models)]
         table(names, args.batch or 8, args.repeats, args.warmup, clock)
