@@ -219,3 +219,11 @@ def test_inconsistent_multistep_coefficients():
         solvers.MultistepCoefficients("wrong", 1, alpha=(0.5, 0.0), beta=(1.0, 0.0))
     with pytest.raises(ValueError, match="same, non-zero length"):
         solvers.MultistepCoefficients("wrong", 1, alpha=(1.0,), beta=(1.0, 0.0))
+
+
+def test_a_shortcut_under_a_pair_scheme_without_a_transition_is_refused_at_construction():
+    first, second = nn.Linear(4, 2), nn.Linear(4, 2)
+    first.shortcut = nn.Linear(4, 2, bias=False)
+    with pytest.raises(ValueError, match="solver 'fractal' takes 2 functions per step and has no shape-changing "
+                                         "step: a module with a `shortcut` needs a one-function scheme or 'revnet'"):
+        ODENet([(nn.Linear(4, 4), nn.Linear(4, 4)), (first, second)], "fractal")
