@@ -63,8 +63,12 @@ class LinearMultistep(Scheme):
     ``starter`` is the one-step scheme that takes the steps for which the history is
     too short; for the nominal order to hold it must have at least that order.
     Subclasses with learned coefficients override :meth:`weights`; the zero pattern of
-    ``coefficients.beta`` still says which past f-values a step reads.
+    ``coefficients.beta`` still says which past f-values a step reads. One whose
+    :meth:`combine` returns a new tensor that no autograd node keeps sets
+    ``combine_is_new``, and the f terms are added into it in place.
     """
+
+    combine_is_new: bool = False
 
     def __init__(self, coefficients: MultistepCoefficients, starter: Scheme):
         if starter.history:
@@ -98,5 +102,5 @@ class LinearMultistep(Scheme):
         fn = f(t, u)
         out = self.combine([u] + [r.u for r in past], alpha)
         for b, fx in zip(beta, [fn] + [r.f for r in past]):
-            out = axpy(out, dt * b, fx)
+            out = axpy(out, dt * b, fx, inplace=self.combine_is_new)
         return out, Record(u, fn if any(self.coefficients.beta[1:]) else None)

@@ -91,17 +91,21 @@ def takes_time(fn: Callable) -> bool:
     return len(params) >= 2  # an optional second argument (GRUCell's hx) is not the time
 
 
-def axpy(acc: Optional[Tensor], c, x: Tensor) -> Optional[Tensor]:
+def axpy(acc: Optional[Tensor], c, x: Tensor, inplace: bool = False) -> Optional[Tensor]:
     """acc + c * x, where c is a float (skipped when zero) or a tensor, per step (0-dim)
-    or per channel (shape (C,), broadcast over x's dim 1); acc None means 0."""
+    or per channel (shape (C,), broadcast over x's dim 1); acc None means 0. ``inplace``
+    adds into acc when it has x's dtype: acc must be a new tensor of the caller's that no
+    autograd node keeps."""
     if isinstance(c, Tensor):
         c = channelwise(c, x)
-        return c * x if acc is None else acc + c * x
+        if acc is None:
+            return c * x
+        return acc.add_(c * x) if inplace and acc.dtype == x.dtype else acc + c * x
     if c == 0:
         return acc
     if acc is None:
         return x if c == 1 else c * x
-    return acc.add(x, alpha=c)
+    return acc.add_(x, alpha=c) if inplace and acc.dtype == x.dtype else acc.add(x, alpha=c)
 
 
 def channelwise(c: Tensor, u: Tensor) -> Tensor:

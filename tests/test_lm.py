@@ -94,6 +94,27 @@ class Decay(nn.Module):
         return -u
 
 
+@pytest.mark.parametrize("channels", [None, 2])
+def test_gradients_equal_those_of_the_recurrence_written_out(channels):
+    """The gradients of u_N with respect to u_0, the blocks' weights and every k_n equal
+    autograd's through the recurrence written out with plain operations (the scheme
+    adds f_n into the combination in place)."""
+    torch.manual_seed(0)
+    blocks = [nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Tanh()).double() for _ in range(4)]
+    net = ODENet(blocks, "lm", dt=0.6, k_init=(-0.5, 0.5), channels=channels).double()
+    u0 = torch.randn(3, 2, 4, 4, dtype=F64, requires_grad=True)
+    weights = [u0, *nn.ModuleList(blocks).parameters()]
+    ks = [c["k"] for c in net.coefs if "k" in c]
+    got = torch.autograd.grad(net(u0).pow(2).sum(), weights + ks)
+    prev, u = u0, u0 + 0.6 * blocks[0](u0)
+    for n in range(1, 4):
+        k = ks[n - 1] if channels is None else ks[n - 1].view(1, 2, 1, 1)
+        prev, u = u, (1 - k) * u + k * prev + 0.6 * blocks[n](u)
+    expected = torch.autograd.grad(u.pow(2).sum(), weights + ks)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+
+
 def test_per_channel_k_broadcasts_over_dim_1():
     """channels=C gives k of shape (C,); channel c follows (1 + k_c) u' = -u."""
     ks = torch.tensor([-0.4, 0.0, 0.3], dtype=F64)
