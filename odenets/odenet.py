@@ -55,7 +55,9 @@ class ODENet(nn.Module):
             p_n, decaying linearly to ``survival`` at the last step; a sequence gives
             p_n directly) or ``'shake_shake'``. Eval mode takes the expectation.
         activation: applied to the result of every step, u_{n+1} = activation(step):
-            the ReLU after the addition in the original (post-activation) ResNet.
+            the ReLU after the addition in the original (post-activation) ResNet. It
+            may work in place (``nn.ReLU(inplace=True)``, as the zoo's): a step's result
+            is a new tensor.
         return_trajectory: return every state u_0..u_N (stacked when shapes agree,
             else a list) instead of u_N.
         checkpoint: recompute each step in the backward pass (less memory, more time).
@@ -242,7 +244,9 @@ class ODENet(nn.Module):
                 out, record = solvers.expected_step(advance, fs, self.survival[n])
             else:
                 out, record = advance(fs)
-            return (out if self.activation is None else self.activation(out)), record
+            if self.activation is None:
+                return out, record
+            return self.activation(out.clone() if out is u else out), record  # it may work in place
 
         if self.checkpoint and torch.is_grad_enabled():
             out, record = _checkpoint(lambda u, *flat: run(u, _unflatten(flat)), u, *_flatten(past),

@@ -49,7 +49,8 @@ class Scheme:
         return {}
 
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
-        """Return u_{n+1} and the record of step n."""
+        """Return u_{n+1}, a new tensor that no autograd node keeps (the network may apply
+        an in-place activation to it), and the record of step n."""
         raise NotImplementedError
 
     def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor) -> tuple[Tensor, Record]:

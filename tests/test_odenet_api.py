@@ -361,3 +361,22 @@ def test_a_history_needs_carry_in():
     second = ODENet([nn.Linear(3, 3) for _ in range(2)], "lm")
     with pytest.raises(ValueError, match="build later stages with carry_in=True"):
         second.integrate(first.integrate(Carry(torch.randn(2, 3))))
+
+
+def test_an_in_place_activation_never_writes_into_the_state_it_was_handed():
+    """The zoo's ReLU works in place on each step's result; a user scheme whose step hands
+    back its input unchanged gets a copy activated instead."""
+    import solvers
+
+    class Still(solvers.Scheme):
+        name = "test_still"
+
+        def step(self, f, t, dt, u, past, **params):
+            return u, solvers.Record(u)
+
+    with registered({"test_still": Still}):
+        u0 = torch.randn(3, 4)
+        kept = u0.clone()
+        out = ODENet(nn.Linear(4, 4), "test_still", steps=2, activation=nn.ReLU(inplace=True))(u0)
+        torch.testing.assert_close(u0, kept)
+        torch.testing.assert_close(out, kept.clamp(min=0))

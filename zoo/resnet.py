@@ -112,7 +112,7 @@ def build(stages: Sequence[Stage], *, block: str, stem: str, stem_channels: int,
         options = dict(scheme_options, channels=spec.channels) if per_channel else scheme_options
         if noise == "stochastic_depth":
             options = dict(options, survival=ps[first:first + spec.blocks])
-        nets.append(ODENet(fns, solver, dt=dt, noise=noise, activation=None if preact else nn.ReLU(),
+        nets.append(ODENet(fns, solver, dt=dt, noise=noise, activation=None if preact else nn.ReLU(inplace=True),
                            checkpoint=checkpoint, memory_efficient=memory_efficient, carry_in=i > 0, **options))
         first += spec.blocks
 
