@@ -225,7 +225,7 @@ class ODENet(nn.Module):
         t, dt = self.t0 + n * self.dt, self.dt
         shortcut = _shortcut(fn)
         if shortcut is not None:  # the older states later steps still read cross into the new shape
-            past = tuple(Record(shortcut(r.u)) for r in past[:scheme.history - 1])
+            past = tuple(Record(shortcut(r.u)) for r in past[:max(scheme.history - 1, 0)])
 
         def run(u: Tensor, past: Past) -> tuple[Tensor, Record]:
             if shortcut is None:
