@@ -130,12 +130,13 @@ class ODENet(nn.Module):
         for key, value in options.items():  # a module among the options (a learned diffusion) is ours to train
             if isinstance(value, nn.Module):
                 self.add_module(key, value)
+        reshapes = [_shortcut(self.fn(n)) is not None for n in range(steps)]
         if (self.scheme and self.scheme.functions > 1 and type(self.scheme).transition is Scheme.transition
-                and any(_shortcut(fn) is not None for fn in fns)):
+                and any(reshapes)):
             raise ValueError(f"solver {solver!r} takes {self.scheme.functions} functions per step and has no "
                              "shape-changing step: a module with a `shortcut` needs a one-function scheme or 'revnet'")
-        params = [self.scheme.init_params(n) if (carry_in or n >= self.scheme.history)
-                  and _shortcut(self.fn(n)) is None else {} for n in range(steps)] if self.scheme else []
+        params = [self.scheme.init_params(n) if (carry_in or n >= self.scheme.history) and not reshapes[n] else {}
+                  for n in range(steps)] if self.scheme else []
         self.coefs = nn.ModuleList(
             [nn.ParameterDict({k: nn.Parameter(v) for k, v in p.items()}) for p in params] if any(params) else [])
 
