@@ -1,12 +1,13 @@
 """odenets: deep residual networks as numerical solvers of differential equations.
 
 ``ODENet(f, solver='lm', steps=n)`` unrolls any residual function with a fixed-step
-scheme from :mod:`solvers`; :mod:`zoo` builds the paper's architectures from it, and
+scheme from :mod:`solvers`, one :class:`Step` module per step; :mod:`zoo` builds the paper's architectures from it, and
 :mod:`odenets.analysis` reads trained networks as numerical schemes.
 """
-from solvers import available
+from solvers import SolverSpec, available
 
 from .odenet import Carry, ODENet
+from .step import Step
 
-__all__ = ["Carry", "ODENet", "available"]
+__all__ = ["Carry", "ODENet", "SolverSpec", "Step", "available"]
 __version__ = "0.1.0"

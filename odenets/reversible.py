@@ -1,75 +1,114 @@
 """Backpropagation through invertible steps without storing the states.
 
 Gomez et al. (2017), "The Reversible Residual Network": the backward pass rebuilds each
-step's input from its output by inverting the step, recomputes the step with autograd
-on, and backpropagates through it alone. Only the last state is saved, so activation
-memory does not grow with the number of steps.
+step's input (u_n and the history it read) from its output by inverting the step
+(:meth:`Step.inverse`), recomputes the step with autograd on, and backpropagates through
+it alone. Only the last state and history are saved, so activation memory does not grow
+with the number of steps. Any scheme that declares ``invertible`` runs here, one-step
+(revnet) or multistep (momentum) alike.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from solvers import Past, Record
 
-def reversible_steps(net: nn.Module, u: Tensor, start: int, end: int) -> Tensor:
-    """Steps start..end-1 of ``net`` (an ODENet whose scheme has ``inverse``) applied to u.
+from .step import Step
+
+
+def reversible_steps(steps: Sequence[Step], u: Tensor, past: Past) -> tuple[Tensor, Past]:
+    """``steps`` (consecutive, invertible) applied to (u, past), saving only the result.
 
     The steps must be deterministic functions of their input, so that the backward pass
     can rebuild and re-run them: a dropout layer in training mode is refused."""
-    if net.training and any(isinstance(m, nn.modules.dropout._DropoutNd) for m in net.fns.modules()):
+    steps = list(steps)
+    modules = [m for s in steps for m in s.functions]
+    if any(m.training and isinstance(x, nn.modules.dropout._DropoutNd) for m in modules for x in m.modules()):
         raise ValueError("memory_efficient=True re-runs the steps in the backward pass, which a dropout layer "
                          "would run with other masks; remove the dropout or use memory_efficient=False")
-    per_step = [_parameters(net.fn(n)) for n in range(start, end)]
+    per_step = [_parameters(s) for s in steps]
     params = list({id(p): p for ps in per_step for p in ps}.values())
-    return _Reversible.apply(u, net, start, end, per_step, *params)
+    flat, template = _flatten(past)
+    shape: list = []  # the output history's template, filled by forward
+    out = _Reversible.apply(steps, per_step, template, shape, len(flat), u, *flat, *params)
+    return out[0], _unflatten(out[1:], shape[0])
 
 
-def _parameters(module: nn.Module) -> list[nn.Parameter]:
-    return [p for p in module.parameters() if p.requires_grad]
+def _parameters(step: Step) -> list[nn.Parameter]:
+    ps = [p for m in step.functions for p in m.parameters()] + list(step.coefs.values())
+    return [p for p in {id(p): p for p in ps}.values() if p.requires_grad]
+
+
+def _flatten(past: Past) -> tuple[list[Tensor], tuple[bool, ...]]:
+    """The tensors of a history, and which records hold an f-value."""
+    return [x for r in past for x in r if x is not None], tuple(r.f is not None for r in past)
+
+
+def _unflatten(flat: Sequence[Tensor], template: tuple[bool, ...]) -> tuple[Record, ...]:
+    records, i = [], 0
+    for has_f in template:
+        records.append(Record(flat[i], flat[i + 1] if has_f else None))
+        i += 2 if has_f else 1
+    return tuple(records)
 
 
 class _Reversible(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, net, start, end, per_step, *params):
-        ctx.net, ctx.start, ctx.end, ctx.per_step = net, start, end, per_step
-        ctx.index = {id(p): i for i, p in enumerate(params)}
+    def forward(ctx, steps, per_step, template, shape, n_past, u, *rest):
+        past = _unflatten(rest[:n_past], template)
+        ctx.steps, ctx.per_step, ctx.n_past = steps, per_step, n_past
+        ctx.index = {id(p): i for i, p in enumerate(rest[n_past:])}
         device = u.device.type  # the backward pass re-runs the steps under the same autocast as here
         ctx.autocast = dict(device_type=device, enabled=torch.is_autocast_enabled(device),
                             dtype=torch.get_autocast_dtype(device))
+        ctx.lengths = []  # how many records each step was handed
         with torch.no_grad():
-            for n in range(start, end):
-                u = net.step(n, u)
-        ctx.save_for_backward(u)
-        return u
+            for step in steps:
+                ctx.lengths.append(len(past))
+                u, past = step.advance(u, past)
+        flat, out_template = _flatten(past)
+        shape.append(out_template)
+        ctx.template = out_template
+        ctx.save_for_backward(u, *flat)
+        return (u, *flat)
 
     @staticmethod
-    def backward(ctx, grad):
-        (u,) = ctx.saved_tensors
-        net, index = ctx.net, ctx.index
-        grads: list = [None] * len(index)
-        with _frozen_norm_statistics(net.fns), torch.autocast(**ctx.autocast):
-            for n in reversed(range(ctx.start, ctx.end)):
-                ps = ctx.per_step[n - ctx.start]
+    def backward(ctx, grad_u, *grad_past):
+        u, *flat = ctx.saved_tensors
+        past = _unflatten(flat, ctx.template)
+        grads: list[Optional[Tensor]] = [None] * len(ctx.index)
+        with _frozen_norm_statistics(ctx.steps), torch.autocast(**ctx.autocast):
+            for step, ps, length in zip(reversed(ctx.steps), reversed(ctx.per_step), reversed(ctx.lengths)):
                 with torch.no_grad():
-                    u = net.inverse_step(n, u)
+                    u, past = step.inverse(u, past)
+                    past = past[:length]
                 with torch.enable_grad():
                     x = u.detach().requires_grad_(True)
-                    g = torch.autograd.grad(net.step(n, x), (x, *ps), grad, allow_unused=True)
-                grad = g[0]
-                for p, gp in zip(ps, g[1:]):
+                    inputs, template = _flatten(past)
+                    inputs = [t.detach().requires_grad_(True) for t in inputs]
+                    out, out_past = step.advance(x, _unflatten(inputs, template))
+                    outputs = [out, *_flatten(out_past)[0]]
+                    pairs = [(o, g) for o, g in zip(outputs, (grad_u, *grad_past)) if g is not None and o.requires_grad]
+                    g = torch.autograd.grad([o for o, _ in pairs], (x, *inputs, *ps), [g for _, g in pairs],
+                                            allow_unused=True)
+                grad_u, grad_past = g[0], g[1:1 + len(inputs)]
+                for p, gp in zip(ps, g[1 + len(inputs):]):
                     if gp is not None:
-                        i = index[id(p)]
+                        i = ctx.index[id(p)]
                         grads[i] = gp if grads[i] is None else grads[i] + gp
-        return (grad, None, None, None, None, *grads)
+        return (None, None, None, None, None, grad_u, *grad_past, *grads)
 
 
 @contextmanager
-def _frozen_norm_statistics(module: nn.Module):
+def _frozen_norm_statistics(steps: Sequence[Step]):
     """Batch-norm layers keep their running statistics while the backward pass re-runs
     the steps: the forward pass has already counted this batch once."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    norms = {id(m): m for s in steps for f in s.functions for m in f.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training}.values()
     saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms]
     for m in norms:
         m.momentum = 0.0

@@ -22,6 +22,7 @@ class Fractal(Scheme):
     order = 2
     evals = 2
     functions = 2
+    trained = ("k1", "k2", "k3")
 
     def init_params(self, n: int) -> dict[str, Tensor]:
         return {"k1": torch.tensor(0.5), "k2": torch.tensor(0.5), "k3": torch.tensor(1.0)}

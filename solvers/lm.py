@@ -29,6 +29,7 @@ class LM(LinearMultistep):
     gives one k per channel (an int, or one int per step) instead of one scalar.
     """
 
+    trained = ("k",)
     combine_is_new = True  # torch.lerp's autograd node keeps its inputs, not its result
 
     def __init__(self, k_init: Union[float, tuple[float, float]] = (-0.1, 0.0),

@@ -1,28 +1,44 @@
 """Discrete noise on the residual term of any scheme: the paper's reading of stochastic
 depth and shake-shake as discretised SDEs.
 
-In training mode the noise is drawn once per step and sample, so every stage of a
-multi-stage scheme sees the same draw. In eval mode the step is the expectation of the
-training step (exact for stochastic depth; for shake-shake the mean of the mixing
-weight, which makes it the expectation whenever the branches are linear).
+Noise wraps a scheme: the wrapper declares what the scheme declares, takes the noisy
+step in training mode and, as :attr:`Scheme.deterministic`, the step used in eval mode.
+The noise is drawn once per step (per sample, or once per mini-batch), so every stage
+of a multi-stage scheme sees the same draw.
 """
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Callable, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from .scheme import Field, Record
+from .scheme import Field, Past, Record, Scheme
+
+NOISES = ("stochastic_depth", "stochastic_depth_batch", "shake_shake")
+"""``stochastic_depth``: Huang et al.'s, one draw per sample, eval mode the exact expectation;
+``stochastic_depth_batch``: LM-ResNet's authors', one draw per mini-batch, the kept
+residual divided by its keep probability in training, eval mode the plain step;
+``shake_shake``: Gastaldi's two-branch mixing."""
+
+SURVIVAL = 0.5
+"""Stochastic depth's default keep probability p_L of the last step."""
 
 
-def survival_probabilities(steps: int, survival: Union[float, Sequence[float]]) -> list[float]:
+def survival_probabilities(steps: int, survival: Union[float, Sequence[float]], authors: bool = False) -> list[float]:
     """Stochastic depth's keep probability p_n of each of ``steps`` steps.
 
     A float is p_L, the last step's, with Huang et al.'s linear decay
-    p_n = 1 - (n + 1) / L * (1 - p_L); a sequence gives every p_n. Each must lie in (0, 1]."""
+    p_n = 1 - (n + 1) / L * (1 - p_L), or with ``authors`` LM-ResNet's authors'
+    p_n = 1 - n / (L - 1) * (1 - p_L) (the first step always kept); a sequence gives every
+    p_n. Each must lie in (0, 1]."""
     if isinstance(survival, (int, float)) and not isinstance(survival, bool):
-        ps = [1 - (n + 1) / steps * (1 - survival) for n in range(steps)] if 0 < survival <= 1 else None
+        if authors:
+            ps = [1 - n / max(steps - 1, 1) * (1 - survival) for n in range(steps)]
+        else:
+            ps = [1 - (n + 1) / steps * (1 - survival) for n in range(steps)]
+        ps = ps if 0 < survival <= 1 else None
     else:
         ps = [float(p) for p in survival]
         ps = ps if len(ps) == steps and all(0 < p <= 1 for p in ps) else None
@@ -31,58 +47,145 @@ def survival_probabilities(steps: int, survival: Union[float, Sequence[float]]) 
     return ps
 
 
-def _per_sample(u: Tensor) -> tuple[int, ...]:
-    return (u.shape[0],) + (1,) * (u.dim() - 1)
+def _each(f, wrap: Callable[[Field], Field]):
+    """``wrap`` applied to a field, or to each field of a pair."""
+    return tuple(wrap(g) for g in f) if isinstance(f, tuple) else wrap(f)
 
 
-def stochastic_depth(fields: Sequence[Field], p: float, u: Tensor) -> list[Field]:
-    """Training-mode stochastic depth: the functions of step n scaled by one draw
-    b ~ Bernoulli(p) per sample, so the step's whole residual term is kept with
-    probability p. With b = 0 every stage of the step sees a zero field, so the step
-    is S(0); with b = 1 it is S(f)."""
-    if p >= 1:
-        return list(fields)
-    keep = torch.empty(_per_sample(u), dtype=u.dtype, device=u.device).bernoulli_(p)
-    return [(lambda t, x, g=g: keep * g(t, x)) for g in fields]
+class Noisy(Scheme):
+    """A scheme with noise on its residual term. It declares what the wrapped scheme
+    declares, except invertibility: a noisy step cannot be run backwards."""
+
+    def __init__(self, scheme: Scheme):
+        if not isinstance(scheme, Scheme):
+            raise TypeError(f"noise wraps a Scheme, got {type(scheme).__name__}")
+        self.inner = scheme
+        for attr in ("name", "order", "evals", "history", "functions", "splits_state", "trained"):
+            setattr(self, attr, getattr(scheme, attr))
+
+    def init_params(self, n: int) -> dict[str, Tensor]:
+        return self.inner.init_params(n)
+
+    def _noisy(self, f, u: Tensor):
+        """The step's function(s) with this step's draw of the noise."""
+        raise NotImplementedError
+
+    def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
+        return self.inner.step(self._noisy(f, u), t, dt, u, past, **params)
+
+    def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor) -> tuple[Tensor, Record]:
+        return self.inner.transition(self._noisy(f, u), t, dt, u, pu)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
 
 
-def expected_step(advance: Callable[[Sequence[Field]], tuple[Tensor, Record]], fields: Sequence[Field],
-                  p: float) -> tuple[Tensor, Record]:
-    """Eval-mode stochastic depth: the expectation of the training step,
-    E[S(b f)] = p S(f) + (1 - p) S(0), exact for every scheme (a multi-stage scheme is
-    not linear in f, so scaling f by p would not be). ``advance`` takes the step with
-    the given fields. The f-value a multistep scheme keeps is scaled to its mean p f."""
-    if p >= 1:
-        return advance(fields)
-    outputs: dict[int, Tensor] = {}
+class StochasticDepth(Noisy):
+    """Step n's whole residual term kept with probability ``p``: the step S(b f) with
+    b ~ Bernoulli(p), so a dropped step is S(0) (for LM the combination of u_n and
+    u_{n-1} alone).
 
-    def recording(i: int, g: Field) -> Field:
-        def call(t: float, x: Tensor) -> Tensor:
-            outputs[i] = out = g(t, x)
-            return out
-        return call
+    ``per_sample`` (Huang et al. 2016) draws b per sample, and eval mode takes the exact
+    expectation E[S(b f)] = p S(f) + (1 - p) S(0), for every scheme (a multi-stage scheme is
+    not linear in f, so scaling f by p would not be). Otherwise (LM-ResNet's authors'
+    MResNetSD) one b is drawn per mini-batch, a kept residual is divided by p in training,
+    and eval mode takes the plain step S(f)."""
 
-    out, record = advance([recording(i, g) for i, g in enumerate(fields)])
-    # the zero field has f's own output shape, which a shape-changing step's f does not share with its input
-    zero, _ = advance([(lambda t, x, i=i: torch.zeros_like(outputs[i])) for i in range(len(fields))])
-    f = None if record.f is None else p * record.f
-    return torch.lerp(zero, out, p), record._replace(f=f)
+    def __init__(self, scheme: Scheme, p: float, per_sample: bool = True):
+        super().__init__(scheme)
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+            raise ValueError(f"a keep probability lies in (0, 1], got {p!r}")
+        self.p, self.per_sample = float(p), per_sample
+
+    def _noisy(self, f, u: Tensor):
+        if self.p >= 1:
+            return f
+        shape = (u.shape[0],) + (1,) * (u.dim() - 1) if self.per_sample else ()
+        keep = torch.empty(shape, dtype=u.dtype, device=u.device).bernoulli_(self.p)
+        if not self.per_sample:
+            keep = keep / self.p
+        return _each(f, lambda g: (lambda t, x: keep * g(t, x)))
+
+    @cached_property
+    def deterministic(self) -> Scheme:
+        inner = self.inner.deterministic
+        return Expectation(inner, self.p) if self.per_sample and self.p < 1 else inner
 
 
-def shake_shake(branches: Sequence[Field], u: Tensor, training: bool) -> Field:
-    """Two branches mixed as eta f_a + (1 - eta) f_b with eta ~ U(0, 1) per sample in
-    training, and an independent draw for the gradient (Gastaldi's shake-shake); the
-    mean 0.5 (f_a + f_b) in eval mode."""
-    fa, fb = branches
-    if not training:
+class Expectation(Noisy):
+    """Eval-mode stochastic depth: E[S(b f)] = p S(f) + (1 - p) S(0), b ~ Bernoulli(p).
+    The f-value a multistep scheme keeps is scaled to its mean p f."""
+
+    def __init__(self, scheme: Scheme, p: float):
+        super().__init__(scheme)
+        self.p = p
+
+    @property
+    def deterministic(self) -> Scheme:
+        return self
+
+    def _expected(self, advance: Callable, f) -> tuple[Tensor, Record]:
+        outputs: dict[int, Tensor] = {}
+        fields = list(f) if isinstance(f, tuple) else [f]
+
+        def recording(i: int, g: Field) -> Field:
+            def call(t: float, x: Tensor) -> Tensor:
+                outputs[i] = out = g(t, x)
+                return out
+            return call
+
+        def pack(gs: list):
+            return tuple(gs) if isinstance(f, tuple) else gs[0]
+
+        out, record = advance(pack([recording(i, g) for i, g in enumerate(fields)]))
+        # the zero field has f's own output shape, which a shape-changing step's f does not share with its input
+        zero, _ = advance(pack([(lambda t, x, i=i: torch.zeros_like(outputs[i])) for i in range(len(fields))]))
+        return torch.lerp(zero, out, self.p), record._replace(f=None if record.f is None else self.p * record.f)
+
+    def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
+        return self._expected(lambda g: self.inner.step(g, t, dt, u, past, **params), f)
+
+    def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor) -> tuple[Tensor, Record]:
+        return self._expected(lambda g: self.inner.transition(g, t, dt, u, pu), f)
+
+
+class ShakeShake(Noisy):
+    """Two branches per step mixed as eta f_a + (1 - eta) f_b, eta ~ U(0, 1) per sample in
+    training with an independent draw for the gradient (Gastaldi 2017); eval mode takes
+    the mean 0.5 (f_a + f_b), the expectation whenever the branches are linear."""
+
+    def __init__(self, scheme: Scheme):
+        if scheme.functions != 1:
+            raise ValueError(f"shake-shake mixes two branches into the one function of a step; {scheme.name!r} "
+                             f"already takes {scheme.functions} functions per step")
+        super().__init__(scheme)
+        self.functions = 2
+
+    def _noisy(self, f, u: Tensor):
+        fa, fb = f
+        shape = (u.shape[0],) + (1,) * (u.dim() - 1)
+        eta = torch.rand(shape, dtype=u.dtype, device=u.device)
+        grad_eta = torch.rand(shape, dtype=u.dtype, device=u.device)
+
+        def mixed(t: float, x: Tensor) -> Tensor:
+            a, b = fa(t, x), fb(t, x)
+            backward = grad_eta * a + (1 - grad_eta) * b
+            return backward + ((eta - grad_eta) * (a - b)).detach()
+
+        return mixed
+
+    @cached_property
+    def deterministic(self) -> Scheme:
+        return _Mean(self.inner.deterministic)
+
+
+class _Mean(ShakeShake):
+    """Shake-shake in eval mode: the mean of the two branches."""
+
+    def _noisy(self, f, u: Tensor):
+        fa, fb = f
         return lambda t, x: 0.5 * (fa(t, x) + fb(t, x))
-    shape = _per_sample(u)
-    eta = torch.rand(shape, dtype=u.dtype, device=u.device)
-    grad_eta = torch.rand(shape, dtype=u.dtype, device=u.device)
 
-    def mixed(t: float, x: Tensor) -> Tensor:
-        a, b = fa(t, x), fb(t, x)
-        backward = grad_eta * a + (1 - grad_eta) * b
-        return backward + ((eta - grad_eta) * (a - b)).detach()
-
-    return mixed
+    @property
+    def deterministic(self) -> Scheme:
+        return self

@@ -61,15 +61,20 @@ def get(name: str, **options) -> Scheme:
     if name not in _SCHEMES:
         raise ValueError(f"unknown solver {name!r}; known solvers: {', '.join(available())}")
     factory = _SCHEMES[name]
-    params = inspect.signature(factory).parameters
-    unknown = sorted(set(options) - set(params))
-    if unknown:
-        takes = ", ".join(params) if params else "no options"
-        raise ValueError(f"solver {name!r} does not take option(s) {', '.join(unknown)}; it takes: {takes}")
-    missing = [p for p, spec in params.items() if spec.default is spec.empty and p not in options]
+    params = inspect.signature(factory).parameters.values()
+    named = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if not any(p.kind == p.VAR_KEYWORD for p in params):  # a factory taking **options takes any keyword
+        unknown = sorted(set(options) - set(named))
+        if unknown:
+            takes = ", ".join(named) if named else "no options"
+            raise ValueError(f"solver {name!r} does not take option(s) {', '.join(unknown)}; it takes: {takes}")
+    missing = [p for p, spec in named.items() if spec.default is spec.empty and p not in options]
     if missing:
         raise ValueError(f"solver {name!r} needs option(s) {', '.join(missing)}")
-    return factory(**options)
+    scheme = factory(**options)
+    if not isinstance(scheme, Scheme):
+        raise TypeError(f"the factory registered as {name!r} returned a {type(scheme).__name__}, not a Scheme")
+    return scheme
 
 
 for _tableau in (EULER, MIDPOINT, HEUN, RK3, RK4):

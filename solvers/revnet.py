@@ -23,6 +23,8 @@ class RevNet(Scheme):
     order = 1
     evals = 2
     functions = 2
+    splits_state = True
+    invertible = True
 
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
         F, G = f
@@ -31,13 +33,13 @@ class RevNet(Scheme):
         y = y.add(G(t, x), alpha=dt)
         return torch.cat((x, y), dim=1), Record(u)
 
-    def inverse(self, f, t: float, dt: float, u: Tensor) -> Tensor:
-        """u_n from u_{n+1}."""
+    def inverse(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Past]:
+        """u_n from u_{n+1}; a one-step scheme leaves no history."""
         F, G = f
         x, y = u.chunk(2, dim=1)
         y = y.sub(G(t, x), alpha=dt)
         x = x.sub(F(t, y), alpha=dt)
-        return torch.cat((x, y), dim=1)
+        return torch.cat((x, y), dim=1), ()
 
     def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor) -> tuple[Tensor, Record]:
         """A shape-changing step on each half: X' = P(X) + dt F(Y), Y' = P(Y) + dt G(X'),

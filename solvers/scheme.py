@@ -30,12 +30,19 @@ Past = Sequence[Record]
 class Scheme:
     """One step of a fixed-step scheme.
 
-    Subclasses declare ``order`` (nominal order of accuracy), ``evals`` (f-evaluations
-    per step), ``history`` (how many past records the step reads) and ``functions``
-    (functions per step: 2 for schemes built from a pair such as RevNet's (F, G)),
-    and implement :meth:`step`. Trainable per-step coefficients (LM-ResNet's k_n) are
-    declared by :meth:`init_params`; the engine owns them and passes them to ``step``
-    as keyword arguments.
+    Subclasses declare what they are and what they can do, and implement :meth:`step`:
+
+    - ``order``: nominal order of accuracy; ``evals``: f-evaluations per step;
+    - ``history``: how many past records the step reads (0 for one-step schemes);
+    - ``functions``: functions per step (2 for a pair such as RevNet's (F, G));
+    - ``splits_state``: the pair acts on the two halves of the state along dim 1;
+    - ``trained``: names of the trainable per-step coefficients (LM-ResNet's
+      ``('k',)``), initialised by :meth:`init_params`; the network owns them and passes
+      them to ``step`` as keyword arguments;
+    - ``invertible``: :meth:`inverse` recovers a step's input from its output, so a
+      network can train without storing its states.
+
+    The engine, the zoo, the application and the analysis ask these, never a name.
     """
 
     name: str = ""
@@ -43,9 +50,13 @@ class Scheme:
     evals: int = 1
     history: int = 0
     functions: int = 1
+    splits_state: bool = False
+    trained: tuple[str, ...] = ()
+    invertible: bool = False
 
     def init_params(self, n: int) -> dict[str, Tensor]:
-        """Initial values of the trainable coefficients of step n (none by default)."""
+        """Initial values of the trainable coefficients of step n, one per name in
+        ``trained`` (none by default)."""
         return {}
 
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
@@ -64,6 +75,18 @@ class Scheme:
         u_{n-1} of the next step, the record returned here.
         """
         return pu.add(f(t, u), alpha=dt), Record(pu)
+
+    def inverse(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Past]:
+        """(u_n, past_n) from step n's output u_{n+1} and the history past_{n+1} it left,
+        for a scheme that declares ``invertible``. ``past_n`` may be longer than the
+        history step n was given; the caller keeps what it needs."""
+        raise NotImplementedError(f"{type(self).__name__} is not invertible")
+
+    @property
+    def can_change_shape(self) -> bool:
+        """Whether :meth:`transition` serves this scheme: the default one serves schemes
+        with one function per step; a pair scheme needs its own."""
+        return self.functions == 1 or type(self).transition is not Scheme.transition
 
     @property
     def deterministic(self) -> "Scheme":

@@ -24,11 +24,8 @@ ARGS = ["ablate", "--model", "resnet8", "--solvers", "euler,rk4", "--seeds", "2"
 def expected_evaluations(model):
     """f-evaluations per forward read off the architecture: each step of each ODENet
     evaluates its f scheme.evals times, a shape-changing step (with a shortcut) once."""
-    def first(step):  # a pair scheme's step holds (F, G); the shortcut sits on F
-        return step[0] if isinstance(step, torch.nn.ModuleList) else step
-
-    return sum(1 if hasattr(first(net.fns[min(n, len(net.fns) - 1)]), "shortcut") else net.scheme.evals
-               for net in model.modules() if isinstance(net, ODENet) for n in range(net.steps))
+    return sum(1 if step.transition else net.scheme.evals
+               for net in model.modules() if isinstance(net, ODENet) for step in net.layers)
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 """Every bad input gets a clear error, raised before any work, that says what was wrong."""
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -28,15 +29,21 @@ def test_solver_must_be_a_name():
         ODENet(Counter(), solvers.get("euler"), steps=2)
 
 
-@pytest.mark.parametrize("steps", [0, -3, 2.5, True])
+@pytest.mark.parametrize("steps", [0, -3])
 def test_steps_must_be_a_positive_integer(steps):
     with pytest.raises(ValueError, match=r"steps must be an integer >= 1, got"):
         ODENet(Counter(), "euler", steps=steps)
 
 
-@pytest.mark.parametrize("dt", [0.0, -0.1, float("nan")])
+@pytest.mark.parametrize("steps", [2.5, True, "3"])
+def test_steps_of_another_type_is_a_type_error(steps):
+    with pytest.raises(TypeError, match=r"steps must be an integer, got"):
+        ODENet(Counter(), "euler", steps=steps)
+
+
+@pytest.mark.parametrize("dt", [0.0, -0.1, float("nan"), float("inf"), np.float32(-1), torch.tensor(0.0)])
 def test_dt_must_be_positive(dt):
-    with pytest.raises(ValueError, match="dt must be a positive number"):
+    with pytest.raises(ValueError, match="dt must be a positive finite number"):
         ODENet(Counter(), "euler", steps=2, dt=dt)
 
 
@@ -84,7 +91,7 @@ def test_adaptive_refuses_per_step_modules():
 def test_adaptive_refuses_noise_and_scheme_options():
     with pytest.raises(ValueError, match="is deterministic"):
         ODENet(Counter(), "dopri5", steps=1, noise="stochastic_depth")
-    with pytest.raises(ValueError, match="takes rtol, atol and adjoint, not k_init"):
+    with pytest.raises(ValueError, match="adaptive solver 'dopri5' is deterministic and takes no scheme options"):
         ODENet(Counter(), "dopri5", steps=1, k_init=0.0)
 
 
@@ -110,16 +117,18 @@ def test_wrong_output_shape_adaptive():
 
 
 def test_wrong_output_shape_at_a_shortcut_names_the_expected_shape():
-    class Down(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.shortcut = nn.Linear(4, 2)
-
-        def forward(self, u):
-            return u[..., :3]
-
     with pytest.raises(ValueError, match=r"returned shape \(5, 3\) .*expected \(5, 2\)"):
-        ODENet([Down()], "euler")(torch.ones(5, 4))
+        ODENet([Narrow()], "euler", shortcuts=[nn.Linear(4, 2)])(torch.ones(5, 4))
+
+
+def test_a_module_named_shortcut_is_no_shortcut():
+    """A shortcut is passed, never discovered: timm's ConvNeXt block has an identity child
+    named `shortcut`, which must not turn its step into a transition."""
+    block = Counter()  # f(u) = -u
+    block.shortcut = nn.Linear(4, 4)  # a child the block does not use, which P(u) + f(u) would
+    net = ODENet([block], "euler")
+    assert not net.layers[0].transition
+    assert torch.equal(net(torch.ones(2, 4)), torch.zeros(2, 4))  # u + f(u)
 
 
 @pytest.mark.parametrize("solver,option,takes", [
@@ -153,9 +162,9 @@ def test_missing_diffusion_is_named():
 
 
 @pytest.mark.parametrize("solver, match", [
-    ("euler", "memory_efficient=True is for solver='revnet'.*not 'euler'"),
-    ("lm", "memory_efficient=True is for solver='revnet'.*not 'lm'"),
-    ("dopri5", "adaptive solver 'dopri5' .* takes no activation, checkpoint or memory_efficient"),
+    ("euler", "memory_efficient=True rebuilds the states by inverting the steps; 'euler' is not invertible"),
+    ("lm", "memory_efficient=True rebuilds the states by inverting the steps; 'lm' is not invertible"),
+    ("dopri5", "adaptive solver 'dopri5' .* takes no activation, shortcuts, checkpoint or memory_efficient"),
 ])
 def test_memory_efficient_is_for_revnet(solver, match):
     with pytest.raises(ValueError, match=match):
@@ -170,17 +179,17 @@ def test_memory_efficient_needs_plain_invertible_steps(options):
 
 
 def test_inverse_needs_revnet():
-    with pytest.raises(ValueError, match="inverse\\(\\) needs solver='revnet'"):
+    with pytest.raises(ValueError, match="step 1 cannot be inverted: its scheme is not invertible"):
         ODENet(Counter(), "euler", steps=2).inverse(torch.ones(1, 2))
 
 
 def test_unknown_noise():
-    with pytest.raises(ValueError, match="unknown noise 'dropout'; choose one of: stochastic_depth, shake_shake"):
+    with pytest.raises(ValueError, match="unknown noise 'dropout'; choose one of: stochastic_depth, stochastic_depth_batch, shake_shake"):
         ODENet(Counter(), "euler", steps=2, noise="dropout")
 
 
 def test_shake_shake_needs_a_one_function_scheme():
-    with pytest.raises(ValueError, match="noise='shake_shake' needs a one-function scheme"):
+    with pytest.raises(ValueError, match="noise='shake_shake' mixes two branches into a one-function scheme; 'revnet' already takes 2"):
         ODENet((Counter(), Counter()), "revnet", steps=2, noise="shake_shake")
 
 
@@ -192,7 +201,7 @@ def test_bad_survival_probability(survival):
 
 @pytest.mark.parametrize("survival", [[0.9, 0.8, 0.7], [0.9, 0.0], [1.2, 0.5]])
 def test_bad_survival_sequence(survival):
-    with pytest.raises(ValueError, match=r"survival must be p_L in \(0, 1\] or 2 probabilities"):
+    with pytest.raises(ValueError, match=r"survival must be p_L in \(0, 1\] or (2|keep) probabilities"):
         ODENet([Counter(), Counter()], "euler", noise="stochastic_depth", survival=survival)
 
 
@@ -223,7 +232,7 @@ def test_inconsistent_multistep_coefficients():
 
 def test_a_shortcut_under_a_pair_scheme_without_a_transition_is_refused_at_construction():
     first, second = nn.Linear(4, 2), nn.Linear(4, 2)
-    first.shortcut = nn.Linear(4, 2, bias=False)
     with pytest.raises(ValueError, match="solver 'fractal' takes 2 functions per step and has no shape-changing "
-                                         "step: a module with a `shortcut` needs a one-function scheme or 'revnet'"):
-        ODENet([(nn.Linear(4, 4), nn.Linear(4, 4)), (first, second)], "fractal")
+                                         "step: shortcuts need a one-function scheme or one with a transition"):
+        ODENet([(nn.Linear(4, 4), nn.Linear(4, 4)), (first, second)], "fractal",
+               shortcuts={1: nn.Linear(4, 2, bias=False)})

@@ -12,7 +12,7 @@ T = 1.0
 
 
 def _frozen(net: ODENet) -> ODENet:
-    for p in net.coefs.parameters():
+    for p in net.coefficients():
         p.requires_grad_(False)
     return net
 

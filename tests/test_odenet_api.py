@@ -165,7 +165,7 @@ def test_state_dict_round_trip(solver):
     torch.manual_seed(0)
     net = make()
     with torch.no_grad():  # move the learned coefficients off their initial values
-        for p in net.coefs.parameters():
+        for p in net.coefficients():
             p.add_(torch.randn_like(p))
     torch.manual_seed(1)
     fresh = make()
@@ -178,26 +178,29 @@ def test_state_dict_round_trip(solver):
 # -- shape-changing steps -------------------------------------------------------------
 
 class Down(nn.Module):
-    """A downsampling block 4 -> 2 with its shortcut P."""
+    """A downsampling block 4 -> 2, whose step takes the shortcut ``P``."""
 
     def __init__(self):
         super().__init__()
         self.f = nn.Linear(4, 2).double()
-        self.shortcut = nn.Linear(4, 2, bias=False).double()
 
     def forward(self, u):
         return torch.tanh(self.f(u))
 
 
+def projection() -> nn.Module:
+    return nn.Linear(4, 2, bias=False).double()
+
+
 def test_shortcut_step_is_p_plus_f():
     torch.manual_seed(0)
-    fs = [block(4), Down(), block(2)]
+    fs, P = [block(4), Down(), block(2)], projection()
     u0 = torch.randn(3, 4, dtype=F64)
     with torch.no_grad():
         u1 = u0 + 0.5 * fs[0](u0)
-        u2 = fs[1].shortcut(u1) + 0.5 * fs[1](u1)
+        u2 = P(u1) + 0.5 * fs[1](u1)
         u3 = u2 + 0.5 * fs[2](u2)
-        got = ODENet(fs, "euler", dt=0.5, return_trajectory=True)(u0)
+        got = ODENet(fs, "euler", dt=0.5, shortcuts=[None, P, None], return_trajectory=True)(u0)
     assert isinstance(got, list) and [tuple(s.shape) for s in got] == [(3, 4), (3, 4), (3, 2), (3, 2)]
     torch.testing.assert_close(got[-1], u3, rtol=1e-14, atol=1e-14)
 
@@ -206,11 +209,10 @@ def test_lm_takes_the_resnet_step_at_a_shortcut_and_carries_p_of_u_n_on():
     """As in LM-ResNet's authors' code: u_{n+1} = P(u_n) + f_n(u_n) at the transition,
     which has no k, and the next step reads P(u_n) as its u_{n-1}."""
     torch.manual_seed(0)
-    fs = [block(4), block(4), Down(), block(2)]
-    net = ODENet(fs, "lm", k_init=(-0.5, 0.5)).double()
+    fs, P = [block(4), block(4), Down(), block(2)], projection()
+    net = ODENet(fs, "lm", k_init=(-0.5, 0.5), shortcuts={2: P}).double()
     k = [c["k"] if "k" in c else None for c in net.coefs]
     assert k[0] is None and k[2] is None and k[1] is not None and k[3] is not None
-    P = fs[2].shortcut
     u0 = torch.randn(3, 4, dtype=F64)
     with torch.no_grad():
         u1 = u0 + fs[0](u0)
@@ -222,12 +224,12 @@ def test_lm_takes_the_resnet_step_at_a_shortcut_and_carries_p_of_u_n_on():
 
 def test_first_step_shortcut_is_the_resnet_transition():
     torch.manual_seed(0)
-    fs = [Down(), block(2)]
-    net = ODENet(fs, "lm", k_init=(-0.5, 0.5)).double()
+    fs, P = [Down(), block(2)], projection()
+    net = ODENet(fs, "lm", k_init=(-0.5, 0.5), shortcuts={0: P}).double()
     u0 = torch.randn(3, 4, dtype=F64)
     with torch.no_grad():
-        u1 = fs[0].shortcut(u0) + fs[0](u0)
-        u2 = (1 - net.coefs[1]["k"]) * u1 + net.coefs[1]["k"] * fs[0].shortcut(u0) + fs[1](u1)
+        u1 = P(u0) + fs[0](u0)
+        u2 = (1 - net.coefs[1]["k"]) * u1 + net.coefs[1]["k"] * P(u0) + fs[1](u1)
         torch.testing.assert_close(net(u0), u2, rtol=1e-14, atol=1e-14)
 
 
@@ -298,9 +300,10 @@ def test_checkpoint_gives_the_same_outputs_and_gradients(solver, options):
 
 def test_checkpoint_across_a_shortcut():
     torch.manual_seed(0)
-    fs = [block(4), block(4), Down(), block(2)]
+    fs, P = [block(4), block(4), Down(), block(2)], projection()
     u0 = torch.randn(3, 4, dtype=F64)
-    plain, ckpt = ODENet(fs, "lm").double(), ODENet(fs, "lm", checkpoint=True).double()
+    plain = ODENet(fs, "lm", shortcuts={2: P}).double()
+    ckpt = ODENet(fs, "lm", shortcuts={2: P}, checkpoint=True).double()
     ckpt.load_state_dict(plain.state_dict())
     (out_p, grads_p), (out_c, grads_c) = _out_and_grads(plain, u0), _out_and_grads(ckpt, u0)
     torch.testing.assert_close(out_c, out_p, rtol=1e-14, atol=1e-14)
@@ -316,14 +319,12 @@ def test_a_long_history_crosses_a_shortcut_whole():
     rule = solvers.MultistepCoefficients("test_three_states", 1, alpha=(0.5, 0.25, 0.25), beta=(1.75, 0.0, 0.0))
     with registered({"test_three_states": rule}):
         torch.manual_seed(0)
-        widen = nn.Linear(4, 8)
-        widen.shortcut = nn.Linear(4, 8, bias=False)
+        widen, P = nn.Linear(4, 8), nn.Linear(4, 8, bias=False)
         fs = [nn.Linear(4, 4), nn.Linear(4, 4), widen, nn.Linear(8, 8)]
-        net = ODENet(fs, "test_three_states").double()
+        net = ODENet(fs, "test_three_states", shortcuts={2: P}).double()
         u0 = torch.randn(3, 4, dtype=torch.float64)
         got = net(u0)
         with torch.no_grad():
-            P = widen.shortcut
             u1 = u0 + fs[0](u0)                                  # starter: forward Euler (order 1)
             u2 = u1 + fs[1](u1)
             u3 = P(u2) + widen(u2)                               # the ResNet transition

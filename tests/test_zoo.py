@@ -42,18 +42,18 @@ def test_unknown_model_lists_known_names_and_close_matches():
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(survival=0.5), r"survival=0.5 is the keep probability of noise='stochastic_depth'"),
+    (dict(survival=0.5), r"survival=0.5 is the keep probability of stochastic depth; this solver has noise=None"),
     (dict(truncation=3), r"solver 'euler' does not take option\(s\) truncation.*model options: preact"),
     (dict(solver="lm", preactt=True), r"solver 'lm' does not take option\(s\) preactt; it takes: k_init, channels"),
     (dict(solver="nope"), r"unknown solver 'nope'; known solvers: .*polynet"),
     (dict(solver="dopri5"), r"adaptive solver 'dopri5'"),
-    (dict(solver="fractal"), r"pairs for 'revnet' only"),
-    (dict(memory_efficient=True), r"memory_efficient=True is for solver='revnet'"),
+    (dict(solver="fractal"), r"zoo models build pairs only for schemes that split the state into halves \('revnet'\)"),
+    (dict(memory_efficient=True), r"memory_efficient=True rebuilds the states by inverting the steps; 'euler' is not invertible"),
     (dict(solver="revnet", preact=False), r"revnet' needs pre-activation blocks"),
     (dict(noise="dropout"), r"unknown noise 'dropout'"),
     (dict(noise="shake_shake"), r"shake_shake"),
-    (dict(noise="stochastic_depth", survival=[0.5] * 3), r"9 probabilities in \(0, 1\], got \[0.5, 0.5, 0.5\]"),
-    (dict(noise="stochastic_depth", survival=[1.5] * 9), r"9 probabilities in \(0, 1\], got \[1.5"),
+    (dict(noise="stochastic_depth", survival=[0.5] * 3), r"9 probabilities in \(0, 1\], got \(0.5, 0.5, 0.5\)"),
+    (dict(noise="stochastic_depth", survival=[1.5] * 9), r"keep probabilities in \(0, 1\], got \[1.5"),
     (dict(noise="stochastic_depth", survival=1.5), r"p_L in \(0, 1\]"),
     (dict(num_classes=0), r"num_classes must be a positive integer"),
     (dict(solver="lm", channels=16), r"channels=16: a zoo model takes channels=True"),
@@ -114,11 +114,11 @@ def test_lm_models_start_with_k_uniform_in_the_papers_range():
 def test_stage_structure_and_readable_state_dict_keys():
     model = zoo.create("lm_resnet20")
     keys = model.state_dict().keys()
-    for key in ["stem.conv.weight", "stages.0.fns.1.conv1.weight", "stages.0.coefs.1.k", "stages.1.coefs.1.k",
-                "head.fc.weight"]:
+    for key in ["stem.conv.weight", "stages.0.fns.1.conv1.weight", "stages.0.layers.1.coefs.k",
+                "stages.1.layers.1.coefs.k", "head.fc.weight"]:
         assert key in keys
-    assert isinstance(model.stages[1].fns[0].shortcut, zoo.PadShortcut)
-    assert not hasattr(model.stages[0].fns[0], "shortcut")
+    assert isinstance(model.stages[1].layers[0].shortcut, zoo.PadShortcut)
+    assert model.stages[0].layers[0].shortcut is None and not hasattr(model.stages[0].fns[0], "shortcut")
     assert all(isinstance(s.activation, nn.ReLU) for s in model.stages)
     preact = zoo.create("resnet20", preact=True)
     assert isinstance(preact.stages[0].fns[0], zoo.PreActBasic) and preact.stages[0].activation is None
@@ -148,11 +148,11 @@ def lm_oracle(model, x, survival=None):
     u, prev, n_total = model.stem(x), None, 0
     for stage in model.stages:
         for n, block in enumerate(stage.fns):
-            shortcut = getattr(block, "shortcut", nn.Identity())
+            P = stage.layers[n].shortcut
             p = 1.0 if survival is None else survival[n_total]
-            pu = shortcut(u)
+            pu = u if P is None else P(u)
             new = pu + p * block(u)
-            if prev is not None and not hasattr(block, "shortcut"):
+            if prev is not None and P is None:
                 k = stage.coefs[n]["k"]
                 new = (1 - k) * u + k * prev + p * block(u)
             act = F.relu if isinstance(stage.activation, nn.ReLU) else (lambda v: v)
@@ -194,17 +194,18 @@ def test_lm_model_follows_the_lm_recurrence_through_stage_boundaries(build):
         out = model(x)
         torch.testing.assert_close(out, lm_oracle(model, x), rtol=1e-4, atol=1e-5)
         for stage in model.stages:
-            stage.scheme = solvers.get("euler")  # the same weights as a ResNet: a different function
+            for step in stage.layers:  # the same weights as a ResNet: a different function
+                step.eval_scheme = solvers.get("euler")
         assert not torch.allclose(out, model(x), atol=1e-3)
 
 
 def test_stochastic_depth_lm_decays_linearly_over_the_whole_depth_and_eval_takes_the_mean():
     for name, depth, last in [("lm_resnet56_sd", 27, 0.8), ("lm_resnet110_sd", 54, 0.5)]:
         model = zoo.create(name)
-        ps = [p for stage in model.stages for p in stage.survival]
+        ps = [s.scheme.p for stage in model.stages for s in stage.layers]
         assert ps == pytest.approx([1 - (n + 1) / depth * (1 - last) for n in range(depth)])
     model = randomise(zoo.create("lm_resnet14", noise="stochastic_depth", survival=0.5))
-    ps = [p for stage in model.stages for p in stage.survival]
+    ps = [s.scheme.p for stage in model.stages for s in stage.layers]
     x = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
         first = model(x)
@@ -260,7 +261,7 @@ def test_revnet_blocks_are_half_width_pairs_with_the_transition_on_F():
     model = zoo.create("resnet20", solver="revnet")
     F_, G = model.stages[1].fns[0]
     assert (F_.conv1.in_channels, F_.conv1.out_channels, F_.conv1.stride) == (8, 16, (2, 2))
-    assert (G.conv1.in_channels, G.conv1.stride) == (16, (1, 1)) and isinstance(F_.shortcut, zoo.Halves)
+    assert (G.conv1.in_channels, G.conv1.stride) == (16, (1, 1)) and isinstance(model.stages[1].layers[0].shortcut, zoo.Halves)
 
 
 def test_memory_efficient_revnet_gradients_equal_backprop():

@@ -1,12 +1,10 @@
 """Residual functions f_n: the branch of a residual block, never its skip connection.
 
-The ODENet adds the skip (u_n, or P(u_n) for a block with a ``shortcut``) and, in a
-post-activation network, the ReLU after the addition. Submodule names follow
+The ODENet adds the skip (u_n, or P(u_n) for a block whose step has a shortcut P) and,
+in a post-activation network, the ReLU after the addition. Submodule names follow
 torchvision (conv1, bn1, ...), so its weights map onto these blocks by name.
 """
 from __future__ import annotations
-
-from typing import Optional
 
 from torch import Tensor, nn
 
@@ -19,37 +17,28 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
 
 
-class _Block(nn.Module):
-    def _set_shortcut(self, shortcut: Optional[nn.Module]) -> None:
-        if shortcut is not None:
-            self.shortcut = shortcut
-
-
-class BasicBlock(_Block):
+class BasicBlock(nn.Module):
     """f(u) = BN(conv3x3(ReLU(BN(conv3x3(u))))), the stride on the first convolution
     (He et al. 2016; torchvision's BasicBlock without skip and final ReLU)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
-                 shortcut: Optional[nn.Module] = None):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
         self.conv1 = conv3x3(in_channels, out_channels, stride)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(out_channels, out_channels)
         self.bn2 = nn.BatchNorm2d(out_channels)
-        self._set_shortcut(shortcut)
 
     def forward(self, u: Tensor) -> Tensor:
         return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(u)))))
 
 
-class Bottleneck(_Block):
+class Bottleneck(nn.Module):
     """f(u) = BN(conv1x1(ReLU(BN(conv3x3(ReLU(BN(conv1x1(u)))))))) through ``width``
     inner channels, the stride on the 3x3 convolution (torchvision's ResNet v1.5).
     With ``groups`` > 1 the 3x3 convolution is grouped: the ResNeXt block (Xie et al. 2017)."""
 
-    def __init__(self, in_channels: int, width: int, out_channels: int, stride: int = 1, groups: int = 1,
-                 shortcut: Optional[nn.Module] = None):
+    def __init__(self, in_channels: int, width: int, out_channels: int, stride: int = 1, groups: int = 1):
         super().__init__()
         self.conv1 = conv1x1(in_channels, width)
         self.bn1 = nn.BatchNorm2d(width)
@@ -58,7 +47,6 @@ class Bottleneck(_Block):
         self.conv3 = conv1x1(width, out_channels)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self._set_shortcut(shortcut)
 
     def forward(self, u: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(u)))
@@ -66,31 +54,28 @@ class Bottleneck(_Block):
         return self.bn3(self.conv3(out))
 
 
-class PreActBasic(_Block):
+class PreActBasic(nn.Module):
     """f(u) = conv3x3(ReLU(BN(conv3x3(ReLU(BN(u)))))): the pre-activation basic block
     (He et al. 2016, "Identity mappings"), for networks without a ReLU after the addition."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
-                 shortcut: Optional[nn.Module] = None):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.relu = nn.ReLU(inplace=True)
         self.conv1 = conv3x3(in_channels, out_channels, stride)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.conv2 = conv3x3(out_channels, out_channels)
-        self._set_shortcut(shortcut)
 
     def forward(self, u: Tensor) -> Tensor:
         out = self.conv1(self.relu(self.bn1(u)))
         return self.conv2(self.relu(self.bn2(out)))
 
 
-class PreActBottleneck(_Block):
+class PreActBottleneck(nn.Module):
     """The pre-activation bottleneck of ResNet-164: BN-ReLU-conv1x1, BN-ReLU-conv3x3
     (stride, groups), BN-ReLU-conv1x1."""
 
-    def __init__(self, in_channels: int, width: int, out_channels: int, stride: int = 1, groups: int = 1,
-                 shortcut: Optional[nn.Module] = None):
+    def __init__(self, in_channels: int, width: int, out_channels: int, stride: int = 1, groups: int = 1):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = conv1x1(in_channels, width)
@@ -99,7 +84,6 @@ class PreActBottleneck(_Block):
         self.bn3 = nn.BatchNorm2d(width)
         self.conv3 = conv1x1(width, out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self._set_shortcut(shortcut)
 
     def forward(self, u: Tensor) -> Tensor:
         out = self.conv1(self.relu(self.bn1(u)))

@@ -1,7 +1,7 @@
 """A residual network as stem -> stages -> head, each stage one ODENet over its blocks.
 
-Block n of a stage is the residual function f_n of the stage's ODENet; the block that
-changes the shape (stride, more channels) carries the shortcut P and takes the ResNet
+Block n of a stage is the residual function f_n of the stage's ODENet; the step of the
+block that changes the shape (stride, more channels) has the shortcut P and takes the ResNet
 step u_{n+1} = P(u_n) + f_n(u_n). The stages are chained with :class:`odenets.Carry`, so
 a multistep scheme's recurrence goes on inside the next stage with P(u_n) as the state
 before u_{n+1}, as in the LM-ResNet authors' code:
@@ -58,7 +58,7 @@ class ResNet(nn.Module):
 
 
 def build(stages: Sequence[Stage], *, block: str, stem: str, stem_channels: int, shortcut_kind: str,
-          num_classes: int, in_chans: int = 3, groups: int = 1, solver: str = "euler",
+          num_classes: int, in_chans: int = 3, groups: int = 1, solver: Union[str, solvers.SolverSpec] = "euler",
           preact: Optional[bool] = None, noise: Optional[str] = None,
           survival: Optional[Union[float, Sequence[float]]] = None, dt: float = 1.0, checkpoint: bool = False,
           memory_efficient: bool = False, **scheme_options) -> ResNet:
@@ -68,91 +68,81 @@ def build(stages: Sequence[Stage], *, block: str, stem: str, stem_channels: int,
     ``'imagenet'`` (7x7/2 conv and 3x3/2 max-pool); ``shortcut_kind`` is ``'pad'``
     (option A) or ``'projection'``. Post-activation networks (``preact`` False, the
     default) apply a ReLU after each addition, pre-activation ones end with BN-ReLU in
-    the head. ``solver='revnet'`` turns each block into a pair (F, G) of pre-activation
-    blocks on half the channels. ``survival`` (with ``noise='stochastic_depth'``) is
-    p_L of a linear decay over the whole network's depth, or one probability per block.
-    The remaining options go to the scheme (:func:`solvers.get`); ``channels=True`` gives
-    lm one k per channel of each stage.
+    the head. A scheme whose pair of functions splits the state (``revnet``) turns each
+    block into a pair (F, G) of pre-activation blocks on half the channels. ``survival``
+    (with stochastic depth) is p_L of a linear decay over the whole network's depth, or
+    one probability per block. The remaining options go to the scheme
+    (:class:`solvers.SolverSpec`); ``channels=True`` gives lm one k per channel of each stage.
     """
     for name, value in (("num_classes", num_classes), ("in_chans", in_chans)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    pair = _check_solver(solver, scheme_options)
+    per_channel = scheme_options.pop("channels", None)
+    if per_channel not in (None, True):
+        raise ValueError(f"channels={per_channel!r}: a zoo model takes channels=True, one k per channel of each "
+                         "stage (for lm), or no channels option; the counts are the stages' widths")
+    if per_channel:  # each stage's width sizes its k; here the scheme only shows it takes channels
+        scheme_options["channels"] = 1
+    try:
+        spec = solvers.SolverSpec.parse(solver, noise=noise, survival=survival, **scheme_options)
+    except ValueError as err:
+        raise ValueError(f"{err}; model options: {', '.join(MODEL_OPTIONS)}") from None
+    if spec.adaptive:
+        raise ValueError(f"adaptive solver {spec.name!r} integrates one shared f; zoo models have a block per step "
+                         "(choose a fixed-step solver, or use odenets.ODENet directly)")
+    if spec.noise == "shake_shake":
+        raise ValueError("noise='shake_shake' mixes two branches per step; zoo models have one block per step "
+                         "(use stochastic depth, or ODENet with pairs of blocks)")
+    pair = spec.scheme.splits_state
+    if spec.scheme.functions > 1 and not pair:
+        raise ValueError(f"solver {spec.name!r} takes {spec.scheme.functions} functions per step; zoo models build "
+                         "pairs only for schemes that split the state into halves ('revnet')")
     if preact is None:
         preact = pair
     if pair and not preact:
-        raise ValueError("solver='revnet' needs pre-activation blocks (a ReLU after the addition would make the "
-                         "steps non-invertible); drop preact=False")
-    if noise == "shake_shake":
-        raise ValueError("noise='shake_shake' mixes two branches per step; zoo models have one block per step "
-                         "(use noise='stochastic_depth', or ODENet with pairs of blocks)")
+        raise ValueError(f"solver {spec.name!r} needs pre-activation blocks (a ReLU after the addition would make "
+                         "the steps non-invertible); drop preact=False")
     depth = sum(s.blocks for s in stages)
-    if noise == "stochastic_depth":
-        ps = solvers.survival_probabilities(depth, 0.5 if survival is None else survival)
-    elif survival is not None:
-        raise ValueError(f"survival={survival!r} is the keep probability of noise='stochastic_depth'; "
-                         f"this model has noise={noise!r}")
-    per_channel = scheme_options.get("channels") is True
+    ps = spec.survival_probabilities(depth) if spec.survival is not None else None
 
     in_ch, first, nets = stem_channels, 0, []
-    for i, spec in enumerate(stages):
-        make = _block(block, preact, spec.width // 2 if pair else spec.width, groups)
-        fns = []
-        for j in range(spec.blocks):
-            stride = spec.stride if j == 0 else 1
-            changes = in_ch != spec.channels or stride != 1
+    for i, stage in enumerate(stages):
+        make = _block(block, preact, stage.width // 2 if pair else stage.width, groups)
+        fns, shortcuts = [], []
+        for j in range(stage.blocks):
+            stride = stage.stride if j == 0 else 1
+            changes = in_ch != stage.channels or stride != 1
             if pair:  # F and G on half the channels; F of the stage's first block changes the shape
-                i2, o2 = in_ch // 2, spec.channels // 2
-                p = Halves(shortcut(shortcut_kind, i2, o2, stride)) if changes else None
-                fns.append((make(i2, o2, stride, p), make(o2, o2, 1, None)))
+                i2, o2 = in_ch // 2, stage.channels // 2
+                fns.append((make(i2, o2, stride), make(o2, o2, 1)))
+                shortcuts.append(Halves(shortcut(shortcut_kind, i2, o2, stride)) if changes else None)
             else:
-                p = shortcut(shortcut_kind, in_ch, spec.channels, stride) if changes else None
-                fns.append(make(in_ch, spec.channels, stride, p))
-            in_ch = spec.channels
-        options = dict(scheme_options, channels=spec.channels) if per_channel else scheme_options
-        if noise == "stochastic_depth":
-            options = dict(options, survival=ps[first:first + spec.blocks])
-        nets.append(ODENet(fns, solver, dt=dt, noise=noise, activation=None if preact else nn.ReLU(inplace=True),
-                           checkpoint=checkpoint, memory_efficient=memory_efficient, carry_in=i > 0, **options))
-        first += spec.blocks
+                fns.append(make(in_ch, stage.channels, stride))
+                shortcuts.append(shortcut(shortcut_kind, in_ch, stage.channels, stride) if changes else None)
+            in_ch = stage.channels
+        stage_spec = spec
+        if per_channel:
+            stage_spec = stage_spec.replace(options={**spec.options, "channels": stage.channels})
+        if ps is not None:
+            stage_spec = stage_spec.replace(survival=tuple(ps[first:first + stage.blocks]))
+        nets.append(ODENet(fns, stage_spec, dt=dt, shortcuts=shortcuts,
+                           activation=None if preact else nn.ReLU(inplace=True), checkpoint=checkpoint,
+                           memory_efficient=memory_efficient, carry_in=i > 0))
+        first += stage.blocks
 
     model = ResNet(_stem(stem, in_chans, stem_channels, preact), nets, _head(in_ch, num_classes, preact))
     _init(model)
     return model
 
 
-def _check_solver(solver: str, scheme_options: dict) -> bool:
-    """Validate the solver and its options early; whether it takes a pair (F, G) per step."""
-    if not isinstance(solver, str):
-        raise TypeError(f"solver must be a name (str), one of: {', '.join(solvers.available())}")
-    if solver not in solvers.available():
-        raise ValueError(f"unknown solver {solver!r}; known solvers: {', '.join(solvers.available())}")
-    if solvers.is_adaptive(solver):
-        raise ValueError(f"adaptive solver {solver!r} integrates one shared f; zoo models have a block per step "
-                         "(choose a fixed-step solver, or use odenets.ODENet directly)")
-    options = dict(scheme_options)
-    if "channels" in options:  # each stage's width sizes its k; here the scheme only shows it takes channels
-        if options["channels"] is not True:
-            raise ValueError(f"channels={options['channels']!r}: a zoo model takes channels=True, one k per channel "
-                             "of each stage (for lm), or no channels option; the counts are the stages' widths")
-        options["channels"] = 1
-    try:
-        scheme = solvers.get(solver, **options)
-    except ValueError as err:
-        raise ValueError(f"{err}; model options: {', '.join(MODEL_OPTIONS)}") from None
-    if scheme.functions == 2 and solver != "revnet":
-        raise ValueError(f"solver {solver!r} takes two functions per step; zoo models build pairs for 'revnet' only")
-    return scheme.functions == 2
-
-
 def _block(kind: str, preact: bool, width: int, groups: int):
-    """A constructor (in_channels, out_channels, stride, shortcut) -> residual function."""
+    """A constructor (in_channels, out_channels, stride) -> residual function."""
     if kind == "basic":
         cls = PreActBasic if preact else BasicBlock
-        return lambda i, o, s, p: cls(i, o, s, shortcut=p)
+        return lambda i, o, s: cls(i, o, s)
     if kind == "bottleneck":
         cls = PreActBottleneck if preact else Bottleneck
-        return lambda i, o, s, p: cls(i, width, o, s, groups, shortcut=p)
+        return lambda i, o, s: cls(i, width, o, s, groups)
     raise ValueError(f"unknown block {kind!r}; choose 'basic' or 'bottleneck'")
 
 

@@ -5,6 +5,8 @@ import re
 
 from torch import nn
 
+import solvers
+
 from .resnet import ResNet, Stage, build
 
 
@@ -30,7 +32,7 @@ def from_torchvision(model: nn.Module, solver: str = "euler", **options) -> ResN
     bottleneck = isinstance(first, tv.Bottleneck)
     stages = [Stage(len(layer), layer[0].bn3.num_features if bottleneck else layer[0].bn2.num_features,
                     layer[0].stride, layer[0].conv1.out_channels if bottleneck else 0) for layer in layers]
-    if solver == "lm":
+    if isinstance(solvers.SolverSpec.parse(solver).scheme, solvers.LM):  # k = 0: the LM step is the Euler step
         options.setdefault("k_init", 0.0)
     zoo = build(stages, block="bottleneck" if bottleneck else "basic", stem="imagenet",
                 stem_channels=model.conv1.out_channels, shortcut_kind="projection",
@@ -38,7 +40,9 @@ def from_torchvision(model: nn.Module, solver: str = "euler", **options) -> ResN
                 in_chans=model.conv1.in_channels, solver=solver, **options)
     state = {_zoo_key(k): v for k, v in model.state_dict().items()}
     missing, unexpected = zoo.load_state_dict(state, strict=False)
-    missing = [k for k in missing if ".coefs." not in k]  # the scheme's own coefficients stay as initialised
+    coefficients = {id(p) for net in zoo.stages for p in net.coefficients()}
+    initialised = {k for k, p in zoo.named_parameters() if id(p) in coefficients}  # the scheme's own, kept
+    missing = [k for k in missing if k not in initialised]
     if missing or unexpected:
         raise ValueError(f"torchvision weights do not fit the zoo model (solver={solver!r}): "
                          f"missing {missing}, unexpected {unexpected}")
@@ -48,11 +52,15 @@ def from_torchvision(model: nn.Module, solver: str = "euler", **options) -> ResN
 
 def _zoo_key(key: str) -> str:
     """torchvision's state-dict key -> the zoo's: layer2.0.downsample.0.weight ->
-    stages.1.fns.0.shortcut.conv.weight, conv1.weight -> stem.conv.weight, fc -> head.fc."""
+    stages.1.layers.0.shortcut.conv.weight, layer2.0.conv1.weight -> stages.1.fns.0.conv1.weight,
+    conv1.weight -> stem.conv.weight, fc -> head.fc."""
     m = re.fullmatch(r"layer(\d)\.(\d+)\.(.*)", key)
     if m:
-        rest = re.sub(r"^downsample\.0\.", "shortcut.conv.", re.sub(r"^downsample\.1\.", "shortcut.bn.", m[3]))
-        return f"stages.{int(m[1]) - 1}.fns.{m[2]}.{rest}"
+        stage, block, rest = int(m[1]) - 1, m[2], m[3]
+        down = re.fullmatch(r"downsample\.([01])\.(.*)", rest)
+        if down:
+            return f"stages.{stage}.layers.{block}.shortcut.{'conv' if down[1] == '0' else 'bn'}.{down[2]}"
+        return f"stages.{stage}.fns.{block}.{rest}"
     for old, new in (("conv1.", "stem.conv."), ("bn1.", "stem.bn."), ("fc.", "head.fc.")):
         if key.startswith(old):
             return new + key[len(old):]

@@ -167,7 +167,7 @@ def characteristic(scheme: SchemeLike, k: Optional[float] = None, **options) -> 
     """The characteristic polynomial of ``scheme``: a name from :func:`solvers.available`
     (``options`` build it, e.g. ``truncation=3`` for polynet), a Scheme instance, a
     ButcherTableau or MultistepCoefficients. ``lm`` needs ``k``."""
-    if k is not None and not _is_lm(scheme):
+    if k is not None and not isinstance(scheme, (str, Scheme)):
         raise ValueError(f"k is the lm scheme's coefficient; {_name(scheme)!r} takes none")
     if isinstance(scheme, Characteristic):
         return scheme
@@ -184,6 +184,8 @@ def characteristic(scheme: SchemeLike, k: Optional[float] = None, **options) -> 
         raise TypeError(f"expected a scheme name, Scheme, ButcherTableau or MultistepCoefficients, "
                         f"got {type(scheme).__name__}")
     scheme = scheme.deterministic
+    if k is not None and not isinstance(scheme, solvers.LM):
+        raise ValueError(f"k is the lm scheme's coefficient; {_name(scheme)!r} takes none")
     if isinstance(scheme, solvers.LM):
         if k is None:
             raise ValueError("the lm scheme's stability depends on its coefficient: pass k (e.g. k=-0.5)")
@@ -197,10 +199,6 @@ def characteristic(scheme: SchemeLike, k: Optional[float] = None, **options) -> 
     raise ValueError(f"no linear stability analysis for scheme {scheme.name!r} ({type(scheme).__name__}): it "
                      f"does not reduce to one recurrence for u' = lambda u; analysable: {', '.join(SCHEMES)} "
                      "or a ButcherTableau / MultistepCoefficients")
-
-
-def _is_lm(scheme: SchemeLike) -> bool:
-    return scheme == "lm" or isinstance(scheme, solvers.LM)
 
 
 def _name(scheme: SchemeLike) -> str:

@@ -71,9 +71,11 @@ def evaluations(model: nn.Module, sample: torch.Tensor) -> int:
     def count(*_):
         calls[0] += 1
 
-    hooks = [fn.register_forward_hook(count)
-             for net in model.modules() if isinstance(net, ODENet)
-             for step in net.fns for fn in (step if isinstance(step, nn.ModuleList) else [step])]
+    functions = {id(f): f for net in model.modules() if isinstance(net, ODENet) for step in net.layers
+                 for f in step.functions}
+    functions.update({id(net.fns[0]): net.fns[0] for net in model.modules()
+                      if isinstance(net, ODENet) and not net.layers})  # an adaptive solver's f
+    hooks = [f.register_forward_hook(count) for f in functions.values()]
     was_training = model.training
     try:
         model.eval()

@@ -1,0 +1,44 @@
+"""Adaptive-step integration of a single shared f, delegated to torchdiffeq."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .step import Field
+
+
+class Adaptive:
+    """u(t0 + T) (or the trajectory at ``steps`` equal intervals) for u' = f(t, u) by the
+    adaptive ``method`` of torchdiffeq, to tolerances ``rtol``/``atol``; ``adjoint``
+    backpropagates by torchdiffeq's adjoint method, in memory constant in the number of
+    steps the solver takes.
+
+    A plain object, not a module: the ODENet owns f."""
+
+    def __init__(self, f: nn.Module, method: str, t0: float, dt: float, steps: int, rtol: float, atol: float,
+                 adjoint: bool):
+        self.field = _Field(f)
+        self.method, self.t0, self.dt, self.steps = method, t0, dt, steps
+        self.rtol, self.atol, self.adjoint = rtol, atol, adjoint
+
+    def __call__(self, u0: Tensor, trajectory: bool) -> Tensor:
+        import torchdiffeq
+
+        n = self.steps if trajectory else 1
+        t = torch.linspace(self.t0, self.t0 + self.steps * self.dt, n + 1, dtype=u0.dtype, device=u0.device)
+        odeint = torchdiffeq.odeint_adjoint if self.adjoint else torchdiffeq.odeint
+        out = odeint(self.field, u0, t, method=self.method, rtol=self.rtol, atol=self.atol)
+        return out if trajectory else out[-1]
+
+
+class _Field(nn.Module):
+    """f as the nn.Module torchdiffeq's adjoint expects (its parameters are the adjoint's),
+    called as f(t, u) and checked like a step's."""
+
+    def __init__(self, f: nn.Module):
+        super().__init__()
+        self.f = f
+        self.call = Field(f, 0)
+
+    def forward(self, t: Tensor, u: Tensor) -> Tensor:
+        return self.call(t, u)

@@ -1,0 +1,130 @@
+"""One step of an ODENet as a module: u_{n+1} from u_n by a scheme applied to the step's
+function(s) at its time t_n."""
+from __future__ import annotations
+
+import copy
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from solvers import Past, Record, Scheme, takes_time
+
+
+class Field:
+    """A residual function f_n as a scheme calls it, f(t, x), with its output checked:
+    a tensor of the state's shape (or ``shape``) whose dtype does not widen the state's."""
+
+    def __init__(self, module: nn.Module, n: int):
+        self.module, self.n = module, n
+        self.timed = takes_time(module)
+        self.shape: Optional[torch.Size] = None
+        self.check_shape = True
+
+    def returning(self, shape: Optional[torch.Size]) -> "Field":
+        """A copy whose output must have ``shape`` (None: any shape)."""
+        field = copy.copy(self)
+        field.shape, field.check_shape = shape, shape is not None
+        return field
+
+    def __call__(self, t: float, x: Tensor) -> Tensor:
+        out = self.module(t, x) if self.timed else self.module(x)
+        if not isinstance(out, Tensor):
+            raise TypeError(f"f at step {self.n} ({type(self.module).__name__}) returned a {type(out).__name__}; a "
+                            "residual function returns one tensor (wrap the module to pick one output)")
+        want = x.shape if self.shape is None else self.shape
+        if out.shape != want and self.check_shape:
+            raise ValueError(f"f at step {self.n} returned shape {tuple(out.shape)} for a state of shape "
+                             f"{tuple(x.shape)}; expected {tuple(want)}. A residual function keeps the state's "
+                             "shape (a shape-changing block needs its shortcut: ODENet(..., shortcuts=...))")
+        if out.dtype != x.dtype and torch.promote_types(out.dtype, x.dtype) != x.dtype:
+            raise TypeError(f"f at step {self.n} returned {out.dtype} for a {x.dtype} state, which would turn the "
+                            f"whole network to {out.dtype}; make the module's parameters {x.dtype} (or the state "
+                            f"{out.dtype})")
+        return out
+
+
+class Step(nn.Module):
+    """Step n: u_{n+1} = S(f_n, t_n, dt, u_n, past) for its scheme S, or, for a step with a
+    ``shortcut`` P that changes the state's shape, the transition P(u_n) + dt f_n(u_n).
+
+    The step owns its shortcut and its trained coefficients (``coefs``, e.g. LM's k_n)
+    and refers to its function(s), which the ODENet holds (one copy of a shared f). It
+    takes ``scheme`` in training mode and ``scheme.deterministic`` in eval mode; the
+    result goes through ``activation`` (which may work in place: the result is new).
+    """
+
+    def __init__(self, scheme: Scheme, functions: Sequence[nn.Module], n: int, t: float, dt: float, *,
+                 shortcut: Optional[nn.Module] = None, coefs: Optional[dict[str, Tensor]] = None,
+                 activation: Optional[nn.Module] = None, checkpoint: bool = False):
+        super().__init__()
+        self.scheme, self.eval_scheme = scheme, scheme.deterministic
+        self.n, self.t, self.dt = n, t, dt
+        self.shortcut = shortcut
+        self.coefs = nn.ParameterDict({k: nn.Parameter(v) for k, v in (coefs or {}).items()})
+        self.checkpoint = checkpoint
+        # referred to, not registered: the ODENet owns them
+        object.__setattr__(self, "functions", tuple(functions))
+        object.__setattr__(self, "activation", activation)
+        self._names = tuple(self.coefs)
+        fields = tuple(Field(m, n) for m in functions)
+        self._f = fields[0] if len(fields) == 1 else fields
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, t={self.t:g}, scheme={type(self.scheme).__name__}"
+
+    @property
+    def transition(self) -> bool:
+        """Whether the step changes the state's shape (it has a shortcut)."""
+        return self.shortcut is not None
+
+    def forward(self, u: Tensor, past: Past = ()) -> tuple[Tensor, Past]:
+        """u_{n+1} and the history the next step reads, from u_n and the history ``past``
+        (records of earlier steps, most recent first)."""
+        needed = self.scheme.history if self._names else 0
+        if len(past) < needed:
+            raise ValueError(f"step {self.n} reads {needed} earlier state(s) (its scheme {self.scheme.name!r} has "
+                             f"trained coefficients for them); pass past=, e.g. from ODENet.integrate")
+        return self.advance(u, tuple(past))
+
+    def advance(self, u: Tensor, past: Past) -> tuple[Tensor, Past]:
+        """:meth:`forward` without its check: what the ODENet's loop calls."""
+        if self.checkpoint and torch.is_grad_enabled():
+            flat = [x for r in past for x in r]
+            return _checkpoint(self._from_flat, u, *flat, use_reentrant=False)
+        return self._advance(u, past)
+
+    def _from_flat(self, u: Tensor, *flat: Optional[Tensor]) -> tuple[Tensor, Past]:
+        return self._advance(u, tuple(Record(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)))
+
+    def _advance(self, u: Tensor, past: Past) -> tuple[Tensor, Past]:
+        scheme = self.scheme if self.training else self.eval_scheme
+        if self.shortcut is None:
+            params = {k: getattr(self.coefs, k) for k in self._names}
+            out, record = scheme.step(self._f, self.t, self.dt, u, past, **params)
+        else:  # the older states later steps still read cross into the new shape
+            past = tuple(Record(self.shortcut(r.u)) for r in past[:max(scheme.history - 1, 0)])
+            pu = self.shortcut(u)
+            out, record = scheme.transition(self._transition_fields(pu.shape), self.t, self.dt, u, pu)
+        if self.activation is not None:
+            out = self.activation(out.clone() if out is u else out)
+        return out, ((record,) + past)[:scheme.history]
+
+    def _transition_fields(self, shape: torch.Size):
+        """f of a shape-changing step, checked against the new shape; a pair's F maps one
+        shape to the other and G keeps it, which the scheme's transition checks."""
+        if isinstance(self._f, Field):
+            return self._f.returning(shape)
+        return tuple(f.returning(None) for f in self._f)
+
+    def inverse(self, u: Tensor, past: Past = ()) -> tuple[Tensor, Past]:
+        """(u_n, past_n) from this step's output u_{n+1} and the history it left, for an
+        invertible scheme (eval and training mode alike: the step must be deterministic)."""
+        if not self.scheme.invertible or self.shortcut is not None or self.activation is not None:
+            why = ("its scheme is not invertible" if not self.scheme.invertible else
+                   "it changes the state's shape" if self.shortcut is not None else "it has an activation")
+            raise ValueError(f"step {self.n} cannot be inverted: {why} (inverse() needs an invertible scheme such "
+                             "as 'revnet', without noise, shortcut or activation)")
+        params = {k: getattr(self.coefs, k) for k in self._names}
+        return self.scheme.inverse(self._f, self.t, self.dt, u, past, **params)
