@@ -93,7 +93,7 @@ def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path, capsys):
     out = tmp_path / "new" / "run"
     code, err = odenets(capsys, "train", "--data", "cifar10", "--data-dir", tmp_path / "nothing", "--out", out)
     assert code == 2 and "no CIFAR10 found" in err
-    assert not out.exists()
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("where, expect", [("file", "is a file, not a folder"),

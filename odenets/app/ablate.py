@@ -106,12 +106,6 @@ def read_result(path: Path) -> dict:
         return CheckpointError(f"{path} is damaged: {what}. Delete it and rerun: the run's checkpoint is reused if "
                                "it is whole, else the run is trained again")
 
-    try:
-        result = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise damaged(f"it is not JSON ({e})") from None
-    if not isinstance(result, dict):
-        raise damaged(f"it holds a {type(result).__name__}, not a dict")
     def check(record, fields: dict, where: str) -> None:
         if not isinstance(record, dict):
             raise damaged(f"{where}is not a dict")
@@ -119,6 +113,12 @@ def read_result(path: Path) -> dict:
             if not fits(record.get(key), kind):
                 raise damaged(f"{where}field {key!r} is missing or not {describe(kind)}")
 
+    try:
+        result = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise damaged(f"it is not JSON ({e})") from None
+    if not isinstance(result, dict):
+        raise damaged(f"it holds a {type(result).__name__}, not a dict")
     check(result, RESULT, "")
     for i, row in enumerate(result["history"]):
         check(row, HISTORY, f"history[{i}] ")

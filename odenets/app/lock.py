@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import json
 import os
 import socket
@@ -45,30 +46,32 @@ def hold(folder: Union[str, os.PathLike]) -> Iterator[Path]:
             (folder / NAME).unlink(missing_ok=True)  # while still holding it: no one else can own this file
         finally:
             os.close(fd)
-        if created:
+        for made in created:  # only while empty: a run that failed before writing anything leaves no folder
             try:
-                folder.rmdir()  # only when empty: a run that failed before writing anything leaves no folder
+                made.rmdir()
             except OSError:
-                pass
+                break
 
 
-def make_folder(folder: Path) -> bool:
-    """Create ``folder`` (and its parents); whether it was created. A path that is a
-    file, lies under a file or cannot be created is a UsageError saying which."""
+def make_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` (and its parents); return the folders created, deepest first.
+    A path that is a file, lies under a file or cannot be created is a UsageError
+    saying which."""
     if folder.is_dir():
-        return False
+        return []
     if folder.exists():
         raise UsageError(f"--out {folder} is a file, not a folder; choose another --out")
     above = next((p for p in folder.parents if p.exists()), None)
     if above is not None and not above.is_dir():
         raise UsageError(f"--out {folder} lies under {above}, which is a file; choose another --out")
+    missing = [folder, *itertools.takewhile(lambda p: p != above, folder.parents)]
     try:
         folder.mkdir(parents=True)
     except FileExistsError:  # made by someone else meanwhile
-        return False
+        return []
     except OSError as e:
         raise StorageError(f"cannot create the folder --out {folder}: {e.strerror or e}") from None
-    return True
+    return missing
 
 
 def _acquire(path: Path, folder: Path) -> int:
