@@ -3,14 +3,19 @@ reader or a crash sees the old file or the new one, never half of one."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Callable, Union
 
+_TEMPORARY = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp")
+"""The name of :func:`atomic_write`'s temporary file: .<name>.<pid>.<8 hex digits>.tmp"""
+
 
 def atomic_write(path: Union[str, os.PathLike], write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call ``write(file)`` on a temporary file beside ``path`` (opened with ``mode``,
-    'wb' or 'w'), then rename it over ``path``; parent folders are created."""
+    'wb' or 'w'), then rename it over ``path``; parent folders are created. If anything
+    fails, the temporary file is removed and the first error is raised."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -21,6 +26,20 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[Any], None], mo
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # e.g. a read-only file system: the error that matters is the first
+            pass
         raise
     return path
+
+
+def remove_temporaries(folder: Union[str, os.PathLike]) -> list[Path]:
+    """Remove the temporary files that interrupted :func:`atomic_write` calls (a killed
+    process) left in ``folder``; return them. Call it only while no other process
+    writes there (e.g. holding the folder's lock)."""
+    folder = Path(folder)
+    found = [p for p in folder.iterdir() if _TEMPORARY.fullmatch(p.name) and p.is_file()] if folder.is_dir() else []
+    for p in found:
+        p.unlink(missing_ok=True)
+    return found

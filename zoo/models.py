@@ -16,7 +16,7 @@ the same function as resnet8.
 from __future__ import annotations
 
 from functools import partial
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from .registry import register_model
 from .resnet import ResNet, Stage, build
@@ -71,7 +71,7 @@ def imagenet_resnet(block: str, layers: Sequence[int], num_classes: int = 1000, 
 
 def _stochastic_depth_lm(depth: int, p_last: float, num_classes: int = 10, in_chans: int = 3,
                          solver: str = "lm", noise: Optional[str] = "stochastic_depth",
-                         survival: Optional[float] = None, **options) -> ResNet:
+                         survival: Optional[Union[float, Sequence[float]]] = None, **options) -> ResNet:
     if noise == "stochastic_depth" and survival is None:
         survival = p_last
     return cifar_resnet(depth, num_classes, in_chans, solver, noise=noise, survival=survival, **options)

@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import inspect
 import re
-from typing import Callable, Optional
+import typing
+from typing import Any, Callable, Optional
 
 from torch import nn
 
-from .resnet import MODEL_OPTIONS
+from odenets.hints import describe, fits
+
+from .resnet import MODEL_OPTIONS, build
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
-_BAD_KEYWORD = re.compile(r"(?:unexpected keyword argument|multiple values for (?:keyword )?argument) '(\w+)'")
-"""Python's TypeError for a keyword that a call cannot bind."""
 
 
 def register_model(fn: Optional[Callable[..., nn.Module]] = None, *, name: Optional[str] = None):
@@ -50,28 +52,62 @@ def create(name: str, num_classes: Optional[int] = None, in_chans: int = 3, solv
     scheme of :mod:`solvers` may be given with its options, e.g.
     ``create('resnet56', solver='lm', noise='stochastic_depth', survival=0.5, k_init=0.0)``.
     """
-    if name not in _MODELS:
-        close = difflib.get_close_matches(name, list(_MODELS), n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}")
+    check_options(name, **options)
     given = {k: v for k, v in (("num_classes", num_classes), ("solver", solver)) if v is not None}
     try:
         return _MODELS[name](in_chans=in_chans, **given, **options)
     except ValueError as err:
         raise ValueError(f"model {name!r}: {err}") from None
-    except TypeError as err:  # a keyword the builder does not take, or one that its architecture fixes
-        bad = _BAD_KEYWORD.search(str(err))
-        if bad is None or bad[1] not in options:  # not the caller's keyword: a fault inside the builder
-            raise
-        raise ValueError(f"model {name!r} does not take option {bad[1]!r}; it takes: "
-                         f"{', '.join(_options(_MODELS[name]))}") from None
+
+
+def check_options(name: str, **options) -> None:
+    """Check, before building anything, that model ``name`` exists (else ValueError) and
+    takes each option by its builder's signature: an option it does not take, or one
+    its architecture fixes, is a ValueError; a value of the wrong type (``preact='no'``)
+    a TypeError naming the option, the value and what it accepts. A builder that takes
+    ``**options`` is taken to pass them on to :func:`zoo.build`, whose signature (and
+    the scheme's own options) then decide."""
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, list(_MODELS), n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}")
+    builder = _MODELS[name]
+    named, forwards = _parameters(builder)
+    bound = _parameters(_unwrapped(builder))[0]  # with those a partial fixes
+    fixed = {p for p in _parameters(build)[0] if p not in MODEL_OPTIONS}
+    hints = {**_hints(build), **_hints(_unwrapped(builder))}
+    for key, value in options.items():
+        if key not in named and (not forwards or key in bound or key in fixed):
+            raise ValueError(f"model {name!r} does not take option {key!r}; it takes: {', '.join(_options(builder))}")
+        hint = hints.get(key, Any) if key in named or key in MODEL_OPTIONS else Any
+        if not fits(value, hint):
+            raise TypeError(f"model {name!r}: option {key} takes {describe(hint)}, got {value!r}")
+
+
+def _parameters(fn: Callable) -> tuple[list[str], bool]:
+    """The names ``fn`` takes by keyword, and whether it takes ``**kwargs``."""
+    params = inspect.signature(fn).parameters.values()
+    return ([p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)],
+            any(p.kind == p.VAR_KEYWORD for p in params))
+
+
+def _unwrapped(fn: Callable) -> Callable:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return fn
+
+
+def _hints(fn: Callable) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # a user's builder whose annotations do not resolve: nothing to check against
+        return {}
 
 
 def _options(builder: Callable[..., nn.Module]) -> list[str]:
     """The keywords a builder takes: its named parameters, and for one that passes the
     rest on to :func:`zoo.build`, the model options and the solver's."""
-    params = inspect.signature(builder).parameters.values()
-    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if any(p.kind == p.VAR_KEYWORD for p in params):
+    named, forwards = _parameters(builder)
+    if forwards:
         named += [o for o in MODEL_OPTIONS if o not in named] + ["the solver's options"]
     return named

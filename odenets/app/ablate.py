@@ -15,14 +15,20 @@ from dataclasses import replace
 from pathlib import Path
 
 from odenets.analysis.figure import new_figure, save_png
+from odenets.hints import describe, fits
 
-from . import checkpoint, config, metrics
+from . import checkpoint, config, lock, metrics
 from .config import Config
-from .errors import Interrupted, UsageError
+from .errors import CheckpointError, Interrupted, UsageError
 from .train import command, fit
 
 SOLVERS = ("euler", "lm", "midpoint", "rk4", "polynet", "revnet", "lm+sd")
 COLUMNS = ("solver", "parameters", "evaluations", "acc_mean", "acc_std", "seeds", "seconds")
+RESULT = {"config": dict, "test_acc": float, "test_loss": float, "seconds": float, "parameters": int,
+          "evaluations": int, "history": list}
+"""The fields of a run's result.json that the ablation reads, and their types."""
+HISTORY = {"test_acc": float, "train_loss": float}
+"""The fields of each epoch of a result's history that the figure reads."""
 
 
 def register(subparsers) -> None:
@@ -78,18 +84,46 @@ def _config(base: Config, spec: str, seed: int, out: Path) -> Config:
 
 def _train(cfg: Config) -> tuple[dict, bool]:
     """The run's result: the recorded one if it finished before, else trained (on from
-    its checkpoint if it was interrupted)."""
+    its checkpoint if it was interrupted); all while holding the run's folder."""
     folder = Path(cfg.out)
-    done = folder / "result.json"
-    if done.exists():
-        result = json.loads(done.read_text())
-        _same(cfg, result.get("config", {}), done)
-        return result, True
-    state = None
-    if (folder / "checkpoint.pt").exists():
-        state = checkpoint.load(folder / "checkpoint.pt")
-        _same(cfg, state["config"], folder / "checkpoint.pt")
-    return fit(cfg, state, lines=False), False
+    with lock.hold(folder):
+        done = folder / "result.json"
+        if done.exists():
+            result = read_result(done)
+            _same(cfg, result["config"], done)
+            return result, True
+        state = None
+        if (folder / "checkpoint.pt").exists():
+            state = checkpoint.load(folder / "checkpoint.pt")
+            _same(cfg, state["config"], folder / "checkpoint.pt")
+        return fit(cfg, state, lines=False), False
+
+
+def read_result(path: Path) -> dict:
+    """A finished run's result.json, checked field by field (a CheckpointError names
+    the first that is missing or of the wrong type)."""
+    def damaged(what: str) -> CheckpointError:
+        return CheckpointError(f"{path} is damaged: {what}. Delete it and rerun: the run's checkpoint is reused if "
+                               "it is whole, else the run is trained again")
+
+    def check(record, fields: dict, where: str) -> None:
+        if not isinstance(record, dict):
+            raise damaged(f"{where}is not a dict")
+        for key, kind in fields.items():
+            if not fits(record.get(key), kind):
+                raise damaged(f"{where}field {key!r} is missing or not {describe(kind)}")
+
+    try:
+        result = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise damaged(f"it is not JSON ({e})") from None
+    if not isinstance(result, dict):
+        raise damaged(f"it holds a {type(result).__name__}, not a dict")
+    check(result, RESULT, "")
+    for i, row in enumerate(result["history"]):
+        check(row, HISTORY, f"history[{i}] ")
+    config.validate(result["config"], f"{path} is damaged: its config")
+    return result
 
 
 def _same(cfg: Config, saved: dict, path: Path) -> None:

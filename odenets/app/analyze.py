@@ -162,7 +162,7 @@ def _convergence(args: argparse.Namespace) -> int:
     options = {"lm": {"k_init": args.k}, "polynet": {"truncation": args.truncation}}
     try:
         result = convergence(names, steps=steps, options={n: options[n] for n in names if n in options})
-    except (ValueError, TypeError) as e:
+    except ValueError as e:
         raise UsageError(str(e)) from None
     if args.json:
         print(json.dumps({"problem": result.problem, "dts": result.dts.tolist(),

@@ -4,31 +4,39 @@ A checkpoint holds only tensors, numbers, strings, lists and dicts: the model's 
 optimizer's states, the gradient scaler's, the position in the run (epochs done,
 batches done of the next epoch, optimizer steps), the running sums of a part-done
 epoch, every process's random states, the run's settings and its metrics so far, and
-the model's number of classes and input channels.
+the model's number of classes and input channels, and the data set's class names.
 """
 from __future__ import annotations
 
+import io
 import pickle
-import re
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
+from torch import nn
 
 from odenets.files import atomic_write
 
+from .config import validate
 from .errors import CheckpointError
 
 FORMAT, VERSION = "odenets-checkpoint", 1
 _FIELDS = {"format": str, "version": int, "config": dict, "model": dict, "optimizer": dict, "scaler": dict,
            "epoch": int, "batch": int, "step": int, "partial": dict, "history": list, "rng": list,
            "world_size": int}
+_COUNTS = {"epoch": 0, "batch": 0, "step": 0, "world_size": 1}  # the least each may be
 _SIZES = ("num_classes", "in_chans")  # the model's, saved since they were added; older files lack them
 
 
 def save(path: Union[str, Path], state: dict) -> None:
-    """Write checkpoint ``state`` (see :func:`load` for its fields) atomically."""
-    atomic_write(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state}, f))
+    """Write checkpoint ``state`` (see :func:`load` for its fields) atomically.
+
+    It is serialised in memory first and then written as bytes, so that a failed
+    write (a full disk) is the OSError saying so, not torch's internal error."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def load(path: Union[str, Path]) -> dict:
@@ -40,10 +48,10 @@ def load(path: Union[str, Path]) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a damaged or unsafe file
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found:
-            reason = (f"it holds a pickled {found.group(1)}, and only tensors, numbers, strings, lists and dicts are "
-                      "loaded, for safety")
+        unsafe = _unsafe_globals(path)
+        if unsafe:
+            reason = (f"it holds a pickled {', '.join(unsafe[:3])}, and only tensors, numbers, strings, lists and "
+                      "dicts are loaded, for safety")
         else:
             detail = "" if isinstance(e, pickle.UnpicklingError) else (str(e).strip().splitlines() or [""])[0]
             reason = f"damaged, truncated or not a torch file: {type(e).__name__}"
@@ -60,19 +68,80 @@ def load(path: Union[str, Path]) -> dict:
     for key, kind in _FIELDS.items():
         if not isinstance(state.get(key), kind):
             raise CheckpointError(f"{path} is damaged: field {key!r} is missing or not a {kind.__name__}")
+    validate(state["config"], f"{path} is damaged: its config")
+    for key, least in _COUNTS.items():
+        if state[key] < least:
+            raise CheckpointError(f"{path} is damaged: field {key!r} is {state[key]}, less than {least}")
     for key in _SIZES:
         if key in state and not (isinstance(state[key], int) and state[key] >= 1):
             raise CheckpointError(f"{path} is damaged: field {key!r} is not a positive integer")
+    classes = state.get("classes")  # saved since they were added; older files lack them
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)
+                                    and len(classes) == state.get("num_classes", len(classes))):
+        raise CheckpointError(f"{path} is damaged: field 'classes' is not a list of num_classes names")
     if not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
         raise CheckpointError(f"{path} is damaged: the model state holds something other than tensors")
+    bad = next((k for k, v in state["model"].items() if v.is_floating_point() and not v.isfinite().all()), None)
+    if bad is not None:
+        raise CheckpointError(f"{path} holds NaN or infinite weights (first in {bad}); `odenets train` never saves "
+                              "such weights, so the file was altered or damaged")
     return {**state, "path": str(path)}
 
 
-def restore(module: torch.nn.Module, state: dict, path: Union[str, Path], what: str) -> None:
-    """Load ``state`` into ``module`` (a model or an optimizer), turning a mismatch into
-    a CheckpointError that names the checkpoint."""
+def check_classes(state: dict, classes: list[str], where: str) -> None:
+    """Raise a CheckpointError unless the checkpoint's class names (where it saved
+    them) are ``classes``, those of the data ``where``: labels mean classes by position."""
+    saved: Optional[list] = state.get("classes")
+    if saved is not None and list(saved) != list(classes):
+        first = next((i for i, (a, b) in enumerate(zip(saved, classes)) if a != b), min(len(saved), len(classes)))
+        theirs = saved[first] if first < len(saved) else "nothing"
+        mine = classes[first] if first < len(classes) else "nothing"
+        raise CheckpointError(f"{state['path']} was trained on {len(saved)} classes, but {where} has "
+                              f"{len(classes)}, and class {first} is {theirs!r} there but {mine!r} here; use the "
+                              "data it was trained on")
+
+
+def restore(module: Union[nn.Module, torch.optim.Optimizer], state: dict, path: Union[str, Path], what: str) -> None:
+    """Load ``state`` into ``module`` (a model or an optimizer), first checking that it
+    fits: a mismatch is a CheckpointError that names the checkpoint and the first
+    missing or unexpected entry, or the first shape that differs."""
+    problem = _misfit(module, state)
+    if problem:
+        raise CheckpointError(f"{path}: the saved {what} does not fit this run's {what}: {problem}")
+    module.load_state_dict(state)
+
+
+def _misfit(module: Union[nn.Module, torch.optim.Optimizer], state: dict) -> Optional[str]:
+    if isinstance(module, nn.Module):
+        mine = module.state_dict()
+        missing = next((k for k in mine if k not in state), None)
+        if missing is not None:
+            return f"it lacks {missing!r}"
+        unexpected = next((k for k in state if k not in mine), None)
+        if unexpected is not None:
+            return f"it has {unexpected!r}, which this model does not"
+        return next((f"{k} has shape {tuple(state[k].shape)} there, {tuple(v.shape)} here"
+                     for k, v in mine.items() if state[k].shape != v.shape), None)
+    groups, saved = module.param_groups, state.get("param_groups")
+    if not isinstance(saved, list) or not isinstance(state.get("state"), dict) or len(saved) != len(groups):
+        return f"it has {len(saved) if isinstance(saved, list) else 'no'} parameter groups, this one {len(groups)}"
+    for i, (a, b) in enumerate(zip(saved, groups)):
+        if not isinstance(a, dict) or not isinstance(a.get("params"), list) or len(a["params"]) != len(b["params"]):
+            return f"its parameter group {i} does not hold the {len(b['params'])} parameters of this one"
+    params = dict(zip((i for g in saved for i in g["params"]), (p for g in groups for p in g["params"])))
+    for i, buffers in state["state"].items():
+        if i not in params or not isinstance(buffers, dict):
+            return f"it has a state for parameter {i!r}, which this optimizer does not"
+        for name, v in buffers.items():
+            if isinstance(v, torch.Tensor) and v.dim() and v.shape != params[i].shape:
+                return f"the {name} of parameter {i} has shape {tuple(v.shape)} there, {tuple(params[i].shape)} here"
+    return None
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The classes and functions a torch file would unpickle that ``weights_only``
+    refuses (none for a file that is not one torch can read)."""
     try:
-        module.load_state_dict(state)
-    except (RuntimeError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: the saved {what} does not fit this run's {what}: "
-                              f"{str(e).strip().splitlines()[0][:400]}") from None
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a torch zip file, or a damaged one: nothing to name
+        return []

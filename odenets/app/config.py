@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import math
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
+from odenets.hints import describe, fits
+
 from .data import DATASETS, ON_BAD_IMAGE
-from .errors import UsageError
+from .errors import CheckpointError, UsageError
 from .recipe import recipe
 
 VARIANTS = {"sd": {"noise": "stochastic_depth"}, "ss": {"noise": "shake_shake"}}
@@ -31,7 +35,7 @@ class Config:
     lr: Optional[float] = None
     momentum: Optional[float] = None
     weight_decay: Optional[float] = None
-    milestones: Optional[list] = None
+    milestones: Optional[list[float]] = None
     seed: int = 0
     image_size: Optional[int] = None
     amp: bool = False
@@ -86,12 +90,16 @@ class Config:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.lr is not None and not self.lr > 0:
-            raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.lr is not None and not 0 < self.lr < math.inf:
+            raise UsageError(f"--lr must be a positive finite number, got {self.lr}")
         for name in ("seed", "momentum", "weight_decay", "workers"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+            if value is not None and value == math.inf:
+                raise UsageError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        if self.seed >= 2**64:
+            raise UsageError(f"--seed must be below 2**64 (a 64-bit seed), got {self.seed}")
         if self.milestones is not None and not all(0 < m <= 1 for m in self.milestones):
             raise UsageError(f"--milestones are fractions of the epochs, each in (0, 1], got {self.milestones}")
         return self
@@ -107,6 +115,23 @@ class Config:
                 raise UsageError(f"the checkpoint was trained with {name}={value!r}, but this command asks for "
                                  f"{mine[name]!r}; leave the flag out to resume, or start a new run in another --out")
         return Config(**mine)
+
+
+def validate(saved: dict, where: str) -> None:
+    """Raise a CheckpointError naming the first setting of ``saved`` (a run's config as
+    read from its checkpoint or result) whose type is not the one Config declares, or
+    whose value :meth:`Config.check` refuses."""
+    hints = typing.get_type_hints(Config)
+    for name, value in known(saved).items():
+        if not fits(value, hints[name]):
+            raise CheckpointError(f"{where} has {name}={value!r}, which is not {describe(hints[name])}")
+    options = saved.get("options", {})
+    if not all(isinstance(k, str) for k in options):
+        raise CheckpointError(f"{where} has options={options!r}, whose names are not all strings")
+    try:
+        Config(**known(saved)).check()
+    except UsageError as e:
+        raise CheckpointError(f"{where} does not pass the checks of a run's settings: {e}") from None
 
 
 def known(saved: dict) -> dict:
@@ -130,18 +155,27 @@ def split_solver(spec: str) -> tuple[str, dict]:
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """``['k_init=0.0', 'truncation=3']`` -> ``{'k_init': 0.0, 'truncation': 3}``; a value
-    is a Python literal where it parses as one, else a string."""
+    """``['k_init=0.0', 'preact=true']`` -> ``{'k_init': 0.0, 'preact': True}``: true and
+    false (any case) are booleans, none is None, numbers and lists of them are numbers,
+    anything else is a string. Whether the option takes that type is checked where it is
+    used (``zoo.create``), which names the option, the value and what it accepts."""
     options = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UsageError(f"--opt takes KEY=VALUE, got {pair!r}")
-        try:
-            options[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            options[key] = value
+        options[key] = _value(value.strip())
     return options
+
+
+def _value(text: str) -> Any:
+    words = {"true": True, "false": False, "none": None}
+    if text.lower() in words:
+        return words[text.lower()]
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
 
 
 def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
@@ -156,7 +190,8 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     p.add_argument("--noise", choices=("stochastic_depth", "shake_shake"), help="noise on the residual terms")
     p.add_argument("--survival", type=float, metavar="P", help="stochastic depth: survival of the last block")
     p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="a model or solver option, e.g. k_init=0.0 "
-                   "(repeatable)")
+                   "or preact=false (repeatable; true/false in any case, none, numbers and lists are typed, the rest "
+                   "is text)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="the global batch, split over the processes")
     p.add_argument("--lr", type=float, help="base learning rate, divided by 10 at the milestones")

@@ -83,12 +83,17 @@ def cifar(name: str, root: Path, download: bool, on_bad_image: str = "stop") -> 
     from torchvision import datasets, transforms as T
 
     folder, cls, mean, std = _CIFAR[name]
-    train_tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
-    test_tf = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+    size = AtLeast(32, str(root), f"{name.upper()}'s 32x32; --data imagefolder --image-size N reads images of "
+                   "other sizes")
+    train_tf = T.Compose([size, T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                          T.Normalize(mean, std)])
+    test_tf = T.Compose([size, T.ToTensor(), T.Normalize(mean, std)])
     if root.name == folder:  # the user named torchvision's folder itself
         root = root.parent
     if _split_dirs(root) and not (root / folder).is_dir():
-        return _folders(root, train_tf, test_tf, on_bad_image)
+        found = _folders(root, train_tf, test_tf, on_bad_image)
+        found.test[0]  # a folder of images of the wrong size is refused now, not after an epoch of training
+        return found
     if not (root / folder).is_dir() and not download:
         raise DataError(f"no {name.upper()} found in {root}: looked for {root / folder} (torchvision's files) and "
                         f"for {root}/train and {root}/test (an image folder). Pass --download to fetch it into "
@@ -126,6 +131,21 @@ def _folders(root: Path, train_tf: Callable, test_tf: Callable, on_bad_image: st
     train = ImageFiles(train_dir, train_tf, on_bad_image=on_bad_image)
     test = ImageFiles(test_dir, test_tf, classes=train.classes, on_bad_image=on_bad_image)
     return Data(train, test, train.classes, in_chans=3)
+
+
+class AtLeast:
+    """A transform that refuses (DataError) an image of data set ``where`` smaller than
+    ``size`` x ``size``, saying what was ``expected``, instead of letting a crop fail
+    with a traceback."""
+
+    def __init__(self, size: int, where: str, expected: str):
+        self.size, self.where, self.expected = size, where, expected
+
+    def __call__(self, image):
+        if min(image.size) < self.size:
+            raise DataError(f"an image in {self.where} is {image.size[0]}x{image.size[1]}, smaller than "
+                            f"{self.expected}")
+        return image
 
 
 class ImageFiles(Dataset):

@@ -1,21 +1,36 @@
 """The errors the command line reports as a message and an exit status, not a traceback."""
 from __future__ import annotations
 
-import re
+import json
+import sys
+
+_BEGIN, _END = "\x02odenets:", "\x03"
+"""Around the message of an error raised in a DataLoader worker (see AppError.__str__)."""
 
 
 class AppError(Exception):
-    """A failure the user can act on; ``exit_code`` is the process's exit status."""
+    """A failure the user can act on; ``exit_code`` is the process's exit status.
+
+    An error raised in a DataLoader worker reaches the main process as a new error of
+    the same type made from the text of the worker's traceback. So that the message
+    survives that trip unchanged, whatever the wrapping text, it travels between our
+    own markers (written by ``__str__`` in a worker) and is taken back out of them."""
 
     exit_code = 1
 
     def __init__(self, message: str):
-        # An error raised in a DataLoader worker comes back re-raised as type(message)
-        # with the worker's traceback prepended: keep only the original message.
-        if message.startswith("Caught "):
-            found = re.findall(rf"^\S*{type(self).__name__}: (.*)", message, flags=re.M | re.S)
-            message = found[-1].rstrip() if found else message
+        begin = message.rfind(_BEGIN)
+        end = message.find(_END, begin)
+        if begin >= 0 and end > begin:
+            message = json.loads(message[begin + len(_BEGIN):end])
         super().__init__(message)
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        data = sys.modules.get("torch.utils.data")
+        if data is not None and data.get_worker_info() is not None:
+            return f"{_BEGIN}{json.dumps(message)}{_END}"
+        return message
 
 
 class UsageError(AppError):
@@ -30,6 +45,10 @@ class DataError(UsageError):
 
 class CheckpointError(UsageError):
     """A checkpoint that is corrupt, foreign, or from a different run."""
+
+
+class StorageError(UsageError):
+    """A run folder that cannot be created or written: a read-only or full file system."""
 
 
 class NonFiniteLoss(AppError):

@@ -61,7 +61,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import data, models
+    from . import checkpoint, data, models
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if (ds.num_classes, ds.in_chans) != (classes, chans):
         raise UsageError(f"{path} holds a model for {classes} classes and {chans} input channels; the {cfg.data} "
                          f"test set in {cfg.data_dir} has {ds.num_classes} and {ds.in_chans}")
+    checkpoint.check_classes(state, ds.classes, f"the {cfg.data} test set in {cfg.data_dir}")
     model.to(ctx.device)
     loss, acc = evaluate(model, test_loader(ds.test, ctx, args.batch_size, args.workers), ctx, args.amp)
     result = {"checkpoint": str(path), "model": cfg.model, "solver": cfg.label, "data": cfg.data,

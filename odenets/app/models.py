@@ -15,15 +15,24 @@ from .errors import CheckpointError, UsageError
 
 
 def build(cfg: Config, num_classes: int, in_chans: int) -> nn.Module:
-    """``zoo.create`` for the run's model, solver and options."""
+    """``zoo.create`` for the run's model, solver and options (of a checked Config).
+
+    A model, option or value that the zoo refuses is a UsageError; any other error is a
+    bug and surfaces as itself."""
     import zoo
 
-    cfg.check()
+    def refused(e: Exception) -> UsageError:
+        options = ", ".join(f"{k}={v!r}" for k, v in cfg.options.items()) or "no options"
+        return UsageError(f"cannot build {cfg.model} with solver {cfg.label} and {options}: {e}")
+
+    try:
+        zoo.check_options(cfg.model, **cfg.options)
+    except (ValueError, TypeError) as e:  # an unknown option, or one of the wrong type: the user's
+        raise refused(e) from None
     try:
         return zoo.create(cfg.model, num_classes=num_classes, in_chans=in_chans, solver=cfg.solver, **cfg.options)
-    except (ValueError, TypeError) as e:
-        options = ", ".join(f"{k}={v!r}" for k, v in cfg.options.items()) or "no options"
-        raise UsageError(f"cannot build {cfg.model} with solver {cfg.label} and {options}: {e}") from None
+    except ValueError as e:
+        raise refused(e) from None
 
 
 def from_checkpoint(path: Union[str, Path]) -> tuple[nn.Module, Config, dict]:

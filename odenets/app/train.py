@@ -8,14 +8,16 @@ the weights are touched, so the last checkpoint stays good.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import shlex
 import sys
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,9 +25,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import checkpoint, config, data, distributed, metrics, models, recipe, seeding, signals
+from odenets.files import remove_temporaries
+
+from . import checkpoint, config, data, distributed, lock, metrics, models, recipe, seeding, signals
 from .config import Config
-from .errors import CheckpointError, Interrupted, NonFiniteLoss, UsageError
+from .distributed import Context
+from .errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError
 from .evaluate import autocast, evaluate, test_loader
 
 OnStep = Callable[[nn.Module, int, int], None]
@@ -35,19 +40,53 @@ OnStep = Callable[[nn.Module, int, int], None]
 def fit(cfg: Config, state: Optional[dict] = None, on_step: Optional[OnStep] = None, lines: bool = True) -> dict:
     """Train ``cfg`` from scratch, or on from checkpoint ``state`` (see
     :func:`checkpoint.load`); return the result, also written to <out>/result.json.
-    ``lines``: print a line per epoch (unless ``cfg.quiet``)."""
-    return _Run(cfg.resolved().check(), state, on_step, lines).run()
+    ``lines``: print a line per epoch (unless ``cfg.quiet``).
+
+    The run holds its folder (:func:`lock.hold`) from start to end; a checkpoint of
+    another folder is resumed into ``cfg.out`` only if that holds nothing yet, and
+    is then copied there first, so the folder is a complete run of its own."""
+    cfg = cfg.resolved().check()
+    ctx = distributed.setup(cfg.device)
+    with _holding(ctx, Path(cfg.out)):
+        return _Run(cfg, ctx, state, on_step, lines).run()
+
+
+@contextmanager
+def _holding(ctx: Context, out: Path) -> Iterator[None]:
+    """The main process holds ``out``'s lock (and clears the temporary files of an
+    interrupted write); the others stop with it if it cannot."""
+    with ExitStack() as stack:
+        error = None
+        if ctx.main:
+            try:
+                stack.enter_context(lock.hold(out))
+                remove_temporaries(out)
+            except UsageError as e:
+                error = e
+        failed = distributed.all_sum(ctx, torch.tensor([float(error is not None)], device=ctx.device)).item()
+        if error is not None:
+            raise error
+        if failed:
+            raise UsageError(f"the main process could not take the run folder {out}")
+        yield
 
 
 class _Run:
-    def __init__(self, cfg: Config, state: Optional[dict], on_step: Optional[OnStep], lines: bool = True):
-        self.cfg, self.on_step, self.lines = cfg, on_step, lines and not cfg.quiet
-        self.ctx = ctx = distributed.setup(cfg.device)
+    def __init__(self, cfg: Config, ctx: Context, state: Optional[dict], on_step: Optional[OnStep],
+                 lines: bool = True):
+        self.cfg, self.ctx, self.on_step, self.lines = cfg, ctx, on_step, lines and not cfg.quiet
         self.out = Path(cfg.out)
         self.path = self.out / "checkpoint.pt"
         if state is None and self.path.exists():
             raise UsageError(f"{self.path} already exists; pass --resume to continue that run, or choose another "
                              "--out")
+        self.copy = state is not None and Path(state["path"]).resolve() != self.path.resolve()
+        if self.copy:
+            held = sorted(p.name for p in self.out.iterdir() if p.name != lock.NAME) if self.out.is_dir() else []
+            if held:
+                raise UsageError(f"cannot resume {state['path']} into {self.out}: that folder already holds "
+                                 f"{', '.join(held[:5])}{', ...' if len(held) > 5 else ''}. Resume into the "
+                                 f"run's own folder, or give an --out that is empty or new")
         if cfg.batch_size % ctx.world:
             raise UsageError(f"--batch-size {cfg.batch_size} must be a multiple of the {ctx.world} processes")
         self.per_process = cfg.batch_size // ctx.world
@@ -84,7 +123,13 @@ class _Run:
     def run(self) -> dict:
         cfg, ctx = self.cfg, self.ctx
         if ctx.main:
-            metrics.write_json(self.out / "config.json", asdict(cfg))
+            with self._writing("config.json"):
+                metrics.write_json(self.out / "config.json", asdict(cfg))
+        if self.copy:  # the resumed checkpoint into this folder, as its first: a complete run of its own
+            self._save()
+            if ctx.main:
+                with self._writing("metrics"):
+                    metrics.write(self.out, self.history)
         with signals.stop_requests(announce=ctx.main) as stop, \
                 tqdm(total=cfg.epochs, initial=self.epoch, desc="epochs", unit="epoch", disable=not self.bars) as bar:
             while self.epoch < cfg.epochs:
@@ -99,7 +144,8 @@ class _Run:
                   "test_loss": last.get("test_loss"), "seconds": sum(r["seconds"] for r in self.history),
                   "history": self.history, "checkpoint": str(self.path)}
         if ctx.main:
-            metrics.write_json(self.out / "result.json", result)
+            with self._writing("result.json"):
+                metrics.write_json(self.out / "result.json", result)
         distributed.barrier(ctx)
         return result
 
@@ -156,7 +202,8 @@ class _Run:
         self.epoch, self.batch, self.partial = self.epoch + 1, 0, _fresh()
         self._save()
         if ctx.main:
-            metrics.write(self.out, self.history)
+            with self._writing("metrics"):
+                metrics.write(self.out, self.history)
             if self.lines:
                 bar.write(metrics.line(row, cfg.epochs), file=sys.stdout)
 
@@ -168,14 +215,27 @@ class _Run:
                                    f"(epoch {self.epoch + (self.batch > 0)})")
         rng = distributed.gather(self.ctx, seeding.rng_state())
         if self.ctx.main:
-            checkpoint.save(self.path, {
-                "config": asdict(self.cfg), "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                "epoch": self.epoch, "batch": self.batch, "step": self.step, "partial": dict(self.partial),
-                "history": self.history, "rng": rng, "world_size": self.ctx.world,
-                "num_classes": self.data.num_classes, "in_chans": self.data.in_chans})
+            with self._writing("checkpoint"):
+                checkpoint.save(self.path, {
+                    "config": asdict(self.cfg), "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                    "epoch": self.epoch, "batch": self.batch, "step": self.step, "partial": dict(self.partial),
+                    "history": self.history, "rng": rng, "world_size": self.ctx.world,
+                    "num_classes": self.data.num_classes, "in_chans": self.data.in_chans,
+                    "classes": list(self.data.classes)})
         self.saved = self._position(self.path)
         distributed.barrier(self.ctx)
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Turn a failed write (full disk, read-only file system) into a StorageError
+        that says so and names the last good checkpoint."""
+        try:
+            yield
+        except OSError as e:
+            reason = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else e.strerror or str(e)
+            last = f"the last good checkpoint, {self.saved}, is intact" if self.saved else "no checkpoint was written"
+            raise StorageError(f"cannot write the {what} in {self.out}: {reason}; stopped: {last}") from None
 
     def _position(self, path) -> str:
         part = f", part-way through epoch {self.epoch + 1}" if self.batch else ""
@@ -187,6 +247,7 @@ class _Run:
             if saved.get(key) != mine[key]:
                 raise CheckpointError(f"{path} was trained with {key} {saved.get(key)!r}; this run has "
                                       f"{mine[key]!r}")
+        checkpoint.check_classes(state, self.data.classes, f"the {self.cfg.data} data in {self.cfg.data_dir}")
         checkpoint.restore(self.model, state["model"], path, "model")
         checkpoint.restore(self.optimizer, state["optimizer"], path, "optimizer")
         if state["scaler"] and self.scaler.is_enabled():
@@ -220,7 +281,22 @@ class _Run:
 
     def _non_finite(self, what: str) -> NonFiniteLoss:
         last = f"the last good checkpoint is {self.saved}" if self.saved else "no checkpoint was written"
-        return NonFiniteLoss(f"{what}; stopped without saving: {last}. A smaller --lr may help")
+        return NonFiniteLoss(f"{what}; stopped without saving: {last}. {divergence(self.cfg)}")
+
+
+def divergence(cfg: Config) -> str:
+    """What to change after a NaN loss: the settings that make SGD diverge on their own
+    (heavy-ball SGD on a quadratic is stable only for momentum m < 1 and
+    lr * curvature < 2 (1 + m); weight decay adds weight_decay to every curvature), else
+    the learning rate."""
+    causes = []
+    if cfg.momentum >= 1:
+        causes.append(f"--momentum {cfg.momentum:g} is not below 1, so SGD's momentum grows without bound: use a "
+                      "value below 1 (0.9 is usual).")
+    if cfg.lr * cfg.weight_decay >= 2 * (1 + min(cfg.momentum, 1)):
+        causes.append(f"--lr {cfg.lr:g} times --weight-decay {cfg.weight_decay:g} is at least 2 (1 + momentum), so "
+                      "the weight decay alone makes the weights diverge: lower either.")
+    return " ".join(causes) or "A smaller --lr may help."
 
 
 def _fresh() -> dict:
