@@ -7,6 +7,7 @@ classes are the paper's readings of architectures as schemes.
 from .euler_maruyama import EulerMaruyama
 from .fractal import Fractal
 from .lm import LM
+from .momentum import Momentum
 from .multistep import AB2, AB3, AB4, LinearMultistep, MultistepCoefficients
 from .noise import expected_step, shake_shake, stochastic_depth, survival_probabilities
 from .polynet import PolyNet
@@ -19,7 +20,7 @@ from .tableau import EULER, HEUN, MIDPOINT, RK3, RK4, ButcherTableau
 __all__ = [
     "ADAPTIVE", "AB2", "AB3", "AB4", "EULER", "HEUN", "MIDPOINT", "RK3", "RK4",
     "ButcherTableau", "EulerMaruyama", "Field", "Fractal", "LM", "LinearMultistep",
-    "MultistepCoefficients", "Past", "PolyNet", "Record", "RevNet", "RungeKutta", "Scheme",
+    "Momentum", "MultistepCoefficients", "Past", "PolyNet", "Record", "RevNet", "RungeKutta", "Scheme",
     "available", "expected_step", "get", "is_adaptive", "register", "shake_shake", "stochastic_depth",
     "survival_probabilities", "takes_time", "timed",
 ]
