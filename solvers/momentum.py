@@ -75,9 +75,10 @@ class Momentum(LinearMultistep):
 
             x_{n-1} = x_n - (x_{n+1} - x_n - dt (1 - gamma) f_n(x_n)) / gamma,
 
-        i.e. v_n = (v_{n+1} - (1 - gamma) f_n(x_n)) / gamma. Rounding errors grow by about
-        1 / gamma per inverted step (docs/custom-schemes.md gives the depths at which it
-        stays accurate). Inverting the first step gives x_{-1} = x_0 up to rounding."""
+        i.e. v_n = (v_{n+1} - (1 - gamma) f_n(x_n)) / gamma. Rounding errors grow by a little
+        more than 1 / gamma per inverted step (docs/architectures-are-solvers.md gives the
+        depths at which it stays accurate). Inverting the first step gives x_{-1} = x_0 up
+        to rounding."""
         if not past_next:
             raise ValueError("inverting a momentum step needs past_next[0].u = x_n, the state the step started from")
         g = self.gamma if "gamma" not in params else params["gamma"]

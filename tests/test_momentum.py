@@ -14,7 +14,7 @@ import solvers
 import zoo
 from odenets import ODENet
 from odenets.analysis import fit_order
-from solvers import Momentum, Record
+from solvers import Momentum
 
 F64 = torch.float64
 

@@ -12,8 +12,8 @@ from .stability import (Characteristic, StabilityRegion, characteristic, learned
                         real_interval, stability_region, stable, zero_stable)
 
 __all__ = [
-    "Characteristic", "ConvergenceResult", "ModifiedEquation", "ODEProblem", "READINGS", "SecondOrderEquation", "StabilityRegion",
-    "characteristic", "convergence", "fit_order", "format_table", "learned_regions", "lm_nets", "logistic",
-    "modified_equation", "modified_multistep", "plot_convergence", "plot_learned_k", "plot_stability", "real_interval",
-    "stability_region", "stable", "zero_stable",
+    "Characteristic", "ConvergenceResult", "ModifiedEquation", "ODEProblem", "READINGS", "SecondOrderEquation",
+    "StabilityRegion", "characteristic", "convergence", "fit_order", "format_table", "learned_regions", "lm_nets",
+    "logistic", "modified_equation", "modified_multistep", "plot_convergence", "plot_learned_k", "plot_stability",
+    "real_interval", "stability_region", "stable", "zero_stable",
 ]

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-import torch
 from torch import Tensor
 
 import solvers
