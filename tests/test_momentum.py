@@ -196,3 +196,18 @@ def test_zoo_model():
     assert len(gammas) == 8 + 8 + 8  # 9 blocks a stage; no gamma at the first step or at downsampling
     model(torch.randn(2, 3, 32, 32)).logsumexp(1).sum().backward()
     assert all(g.grad is not None and g.grad.abs() > 0 for g in gammas)
+
+
+@pytest.mark.slow
+def test_compiles_as_one_graph():
+    """torch.compile (fullgraph, aot_eager) of a momentum net with trained gammas gives the
+    eager outputs and gradients."""
+    torch._dynamo.reset()
+    torch.manual_seed(4)
+    net = ODENet([mlp() for _ in range(4)], "momentum", dt=0.5, train_gamma=True).double()
+    x = torch.randn(3, 6, dtype=F64)
+    params = list(net.parameters())
+    eager, compiled = net(x), torch.compile(net, backend="aot_eager", fullgraph=True)(x)
+    torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-12)
+    for g, w in zip(grads(compiled, params), grads(eager, params)):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
