@@ -9,6 +9,7 @@ noise parsed once.
 from .euler_maruyama import EulerMaruyama
 from .fractal import Fractal
 from .lm import LM
+from .momentum import Momentum
 from .multistep import AB2, AB3, AB4, LinearMultistep, MultistepCoefficients
 from .noise import NOISES, Expectation, Noisy, ShakeShake, StochasticDepth, survival_probabilities
 from .polynet import PolyNet
@@ -21,7 +22,7 @@ from .tableau import EULER, HEUN, MIDPOINT, RK3, RK4, ButcherTableau
 
 __all__ = [
     "ADAPTIVE", "AB2", "AB3", "AB4", "EULER", "HEUN", "MIDPOINT", "NOISES", "RK3", "RK4", "VARIANTS",
-    "ButcherTableau", "EulerMaruyama", "Expectation", "Field", "Fractal", "LM", "LinearMultistep",
+    "ButcherTableau", "EulerMaruyama", "Expectation", "Field", "Fractal", "LM", "LinearMultistep", "Momentum",
     "MultistepCoefficients", "Noisy", "Past", "PolyNet", "Record", "RevNet", "RungeKutta", "Scheme",
     "ShakeShake", "SolverSpec", "StochasticDepth", "available", "get", "is_adaptive", "register",
     "survival_probabilities", "takes_time", "timed",

@@ -7,6 +7,7 @@ from typing import Callable, Union
 from .euler_maruyama import EulerMaruyama
 from .fractal import Fractal
 from .lm import LM
+from .momentum import Momentum
 from .multistep import AB2, AB3, AB4, LinearMultistep, MultistepCoefficients
 from .polynet import PolyNet
 from .revnet import RevNet
@@ -82,6 +83,7 @@ for _tableau in (EULER, MIDPOINT, HEUN, RK3, RK4):
 for _coefficients in (AB2, AB3, AB4):
     register(_coefficients.name, _coefficients)
 register("lm", LM)
+register("momentum", Momentum)
 register("polynet", PolyNet)
 register("fractal", Fractal)
 register("revnet", RevNet)
