@@ -111,7 +111,7 @@ def step_spectra(model: nn.Module, x: Tensor, top: Optional[int] = None, *, kryl
     shape (downsampling blocks, the ResNet transition P(u) + dt f(u)) are skipped: f_n
     maps one space into another and has no eigenvalues. An activation applied after the
     step (post-activation ResNets' ReLU) is not part of f_n. The model is run in eval
-    mode and left in the mode it was in.
+    mode; each of its modules is left in the mode it was in.
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a tensor (a batch of inputs), got {type(x).__name__}")
@@ -127,13 +127,21 @@ def step_spectra(model: nn.Module, x: Tensor, top: Optional[int] = None, *, kryl
     if top is not None and krylov < top:
         raise ValueError(f"krylov={krylov} Arnoldi iterations cannot give top={top} eigenvalues; "
                          "give krylov >= top")
-    steps = _visited_steps(model, x)
-    if not steps:
-        raise ValueError(f"{type(model).__name__} takes no step that keeps the state's shape: nothing to analyse")
-    for view in steps:  # a scheme without a stability region fails here, before any eigenvalue is computed
-        stable(view.scheme, 0.0, **view.coefficients)
-    generator = torch.Generator().manual_seed(seed)
-    return [_spectrum(depth, view, top, krylov, exact_limit, generator) for depth, view in enumerate(steps)]
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        steps = _visited_steps(model, x)
+        if not steps:
+            raise ValueError(f"{type(model).__name__} takes no step that keeps the state's shape: nothing to analyse")
+        for view in steps:  # a scheme without a stability region fails here, before any eigenvalue is computed
+            stable(view.scheme, 0.0, **view.coefficients)
+        generator = torch.Generator().manual_seed(seed)
+        return [_spectrum(depth, view, top, krylov, exact_limit, generator) for depth, view in enumerate(steps)]
+    finally:
+        for m, training in modes.items():
+            m.training = training
 
 
 def _spectrum(depth: int, view: StepView, top: Optional[int], krylov: int, exact_limit: int,
@@ -172,8 +180,8 @@ def _exact(f: Callable[[Tensor], Tensor], u: Tensor) -> Tensor:
         cols = min(chunk, size - start)
         basis = torch.zeros(cols, size, dtype=u.dtype)
         basis[:, start:start + cols] = torch.eye(cols, dtype=u.dtype)
-        tangent = basis.unsqueeze(1).expand(cols, images, size).reshape(cols * images, size)
-        states = u.unsqueeze(0).expand(cols, *u.shape).reshape(cols * images, *u.shape[1:])
+        tangent = basis.repeat_interleave(images, 0)
+        states = u.repeat(cols, *[1] * (u.dim() - 1))
         out = _jvp(f, states, tangent).view(cols, images, size)
         jac[:, :, start:start + cols] = out.permute(1, 2, 0)
     return torch.linalg.eigvals(jac)
@@ -219,14 +227,13 @@ def _arnoldi(f: Callable[[Tensor], Tensor], u: Tensor, m: int, generator: torch.
 # -- the one place that knows ODENet's internals ------------------------------------------------
 
 def _visited_steps(model: nn.Module, x: Tensor) -> list[StepView]:
-    """Every shape-keeping step of every ODENet in ``model``, in the order the steps run,
-    with the states it was given when ``model(x)`` ran in eval mode.
+    """Every shape-keeping step of every ODENet in ``model`` (in eval mode, where the
+    returned functions must be called too), in the order the steps run, with the states
+    it was given when ``model(x)`` ran.
 
     The states are collected by running the model once with each ODENet's ``integrate``
     shadowed by one that asks for the trajectory. A multistep scheme's step without
     history (the network's first) is taken by its starter, whose region it gets."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
     nets = [(name, m) for name, m in model.named_modules() if isinstance(m, ODENet)]
     if not nets:
         raise ValueError(f"{type(model).__name__} contains no ODENet: there are no steps to analyse")
@@ -253,8 +260,6 @@ def _visited_steps(model: nn.Module, x: Tensor) -> list[StepView]:
             return out
         return recording
 
-    was_training = model.training
-    model.eval()
     try:
         for name, net in nets:
             net.integrate = spy(name, net)
@@ -262,8 +267,8 @@ def _visited_steps(model: nn.Module, x: Tensor) -> list[StepView]:
             model(x)
     finally:
         for _, net in nets:
-            del net.integrate
-        model.train(was_training)
+            if "integrate" in vars(net):
+                del net.integrate
 
     views = []
     for name, net, states in runs:
