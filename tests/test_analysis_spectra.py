@@ -195,3 +195,16 @@ def test_figure(tmp_path):
     with pytest.raises(ValueError):
         plot_spectra({"a": []})
     assert solvers.get("euler").name == records[0].region_name
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_gives_the_cpu_eigenvalues():
+    model = zoo.create("lm_resnet14", num_classes=10, in_chans=1).double().eval()  # float64: no TF32 on the GPU
+    x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    cpu = step_spectra(model, x, top=4)
+    gpu = step_spectra(model.cuda(), x.cuda(), top=4)
+    assert [r.method for r in gpu] == ["arnoldi", "arnoldi", "exact", "exact"]
+    for a, b in zip(cpu, gpu):
+        assert b.eigenvalues.device.type == "cpu"
+        assert np.allclose(np.sort(a.eigenvalues.abs().numpy(), 1), np.sort(b.eigenvalues.abs().numpy(), 1), rtol=1e-6)
+        assert b.inside_fraction == pytest.approx(a.inside_fraction)

@@ -153,7 +153,7 @@ def _spectrum(depth: int, view: StepView, top: Optional[int], krylov: int, exact
     else:
         values, method = _arnoldi(view.f, u, min(krylov, size), generator), "arnoldi"
         top = TOP if top is None else top
-    z = values * view.dt
+    z = values.cpu() * view.dt
     kept = z if top is None else z.gather(1, z.abs().argsort(1, descending=True)[:, :top])
     inside = stable(view.scheme, kept, **view.coefficients).to(torch.float64)
     return StepSpectrum(depth, view.stage, view.step, view.dt, view.scheme, view.coefficients, kept, method,
@@ -166,7 +166,7 @@ def _spectrum(depth: int, view: StepView, top: Optional[int], krylov: int, exact
 def _jvp(f: Callable[[Tensor], Tensor], u: Tensor, v: Tensor) -> Tensor:
     """J(u) v for each image of the batch, as float64 rows (images, numbers)."""
     with torch.no_grad():
-        _, out = torch.func.jvp(f, (u,), (v.to(u.dtype).view(u.shape),))
+        _, out = torch.func.jvp(f, (u,), (v.to(u.device, u.dtype).view(u.shape),))
     return out.reshape(len(u), -1).to(torch.float64)
 
 
@@ -174,12 +174,12 @@ def _exact(f: Callable[[Tensor], Tensor], u: Tensor) -> Tensor:
     """Every eigenvalue of each image's J, (images, numbers): J is formed a block of
     columns at a time by one jvp on copies of the batch, one basis tangent per copy."""
     images, size = len(u), u[0].numel()
-    jac = torch.empty(images, size, size, dtype=torch.float64)
+    jac = torch.empty(images, size, size, dtype=torch.float64, device=u.device)
     chunk = max(1, _JVP_NUMBERS // (images * size))
     for start in range(0, size, chunk):
         cols = min(chunk, size - start)
-        basis = torch.zeros(cols, size, dtype=u.dtype)
-        basis[:, start:start + cols] = torch.eye(cols, dtype=u.dtype)
+        basis = torch.zeros(cols, size, dtype=u.dtype, device=u.device)
+        basis[:, start:start + cols] = torch.eye(cols, dtype=u.dtype, device=u.device)
         tangent = basis.repeat_interleave(images, 0)
         states = u.repeat(cols, *[1] * (u.dim() - 1))
         out = _jvp(f, states, tangent).view(cols, images, size)
@@ -194,18 +194,21 @@ def _arnoldi(f: Callable[[Tensor], Tensor], u: Tensor, m: int, generator: torch.
     breakdown (an invariant subspace found) the iteration goes on from a fresh random
     vector with a zero subdiagonal entry, so H_m stays exact for what it has found."""
     images, size = len(u), u[0].numel()
-    basis = torch.zeros(images, m + 1, size, dtype=torch.float64)
-    hess = torch.zeros(images, m + 1, m, dtype=torch.float64)
+    basis = torch.zeros(images, m + 1, size, dtype=torch.float64, device=u.device)
+    hess = torch.zeros(images, m + 1, m, dtype=torch.float64, device=u.device)
+
+    def random() -> Tensor:  # drawn on the CPU, so a seed gives the same start on every device
+        return torch.randn(images, size, generator=generator, dtype=torch.float64).to(u.device)
 
     def orthogonalise(w: Tensor, j: int) -> tuple[Tensor, Tensor]:
-        coefs = torch.zeros(images, j + 1, dtype=torch.float64)
+        coefs = torch.zeros(images, j + 1, dtype=torch.float64, device=u.device)
         for _ in range(2):
             h = torch.einsum("bkd,bd->bk", basis[:, :j + 1], w)
             w = w - torch.einsum("bkd,bk->bd", basis[:, :j + 1], h)
             coefs += h
         return w, coefs
 
-    start = torch.randn(images, size, generator=generator, dtype=torch.float64)
+    start = random()
     basis[:, 0] = start / start.norm(dim=1, keepdim=True)
     for j in range(m):
         w = _jvp(f, u, basis[:, j])
@@ -216,7 +219,7 @@ def _arnoldi(f: Callable[[Tensor], Tensor], u: Tensor, m: int, generator: torch.
         norm = w.norm(dim=1)
         broke = norm <= 1e-10 * scale.clamp_min(1e-300)
         if broke.any():
-            fresh, _ = orthogonalise(torch.randn(images, size, generator=generator, dtype=torch.float64), j)
+            fresh, _ = orthogonalise(random(), j)
             w = torch.where(broke[:, None], fresh, w)
             norm = torch.where(broke, w.norm(dim=1), norm)
         hess[:, j + 1, j] = torch.where(broke, torch.zeros_like(norm), norm)
