@@ -100,6 +100,17 @@ def _lm_rows(model: nn.Module, label: str, path) -> list:
                          "with `odenets train --solver lm`") from None
 
 
+def _print(results: dict, paths: list, as_json: bool, table) -> None:
+    """Each checkpoint's rows (label -> rows, in the order of ``paths``) as JSON or as ``table(rows)``."""
+    if as_json:
+        print(json.dumps({key: [r.as_dict() for r in rows] for key, rows in results.items()}, indent=1))
+        return
+    for (key, rows), path in zip(results.items(), paths):
+        print(f"== {path}: {key}")
+        print(table(rows))
+        print()
+
+
 # -- actions ------------------------------------------------------------------------------------
 
 def _modified(args: argparse.Namespace) -> int:
@@ -112,13 +123,7 @@ def _modified(args: argparse.Namespace) -> int:
         rows = _lm_rows(model, label, path)
         key = label if label not in results else f"{label} [{path}]"
         results[key] = rows
-    if args.json:
-        print(json.dumps({key: [r.as_dict() for r in rows] for key, rows in results.items()}, indent=1))
-    else:
-        for (key, rows), path in zip(results.items(), args.checkpoints):
-            print(f"== {path}: {key}")
-            print(format_table(rows))
-            print()
+    _print(results, args.checkpoints, args.json, format_table)
     if args.plot_k:
         plot_learned_k(results, args.plot_k)
         print(f"wrote {args.plot_k}", file=sys.stderr)
@@ -191,13 +196,7 @@ def _spectra(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise UsageError(f"{path}: {e}") from None
         results[label if label not in results else f"{label} [{path}]"] = records
-    if args.json:
-        print(json.dumps({key: [r.as_dict() for r in records] for key, records in results.items()}, indent=1))
-    else:
-        for (key, records), path in zip(results.items(), args.checkpoints):
-            print(f"== {path}: {key}")
-            print(format_spectra(records))
-            print()
+    _print(results, args.checkpoints, args.json, format_spectra)
     if args.out:
         plot_spectra(results, args.out)
         print(f"wrote {args.out}", file=sys.stderr)
