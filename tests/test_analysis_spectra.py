@@ -152,6 +152,21 @@ def test_zoo_model_skips_the_transitions_and_restores_the_model():
     assert "stages.1" in format_spectra(records)
 
 
+def test_per_channel_k_counts_a_value_inside_when_every_channels_region_holds_it():
+    f = linear()
+    channels = f.in_features
+    net = ODENet(f, solver="lm", steps=2, channels=channels)
+    ks = torch.tensor([-0.5] * (channels - 2) + [0.5] * 2, dtype=torch.float64)
+    with torch.no_grad():
+        net.coefs[1]["k"].copy_(ks)
+    last = step_spectra(net, torch.randn(2, channels, dtype=torch.float64))[-1]
+    assert last.region_name == "lm(per channel)"
+    want = np.linalg.eigvals(f.weight.detach().numpy())
+    every = np.mean([inside_lm(-0.5)(z) and inside_lm(0.5)(z) for z in want])
+    assert every != np.mean([inside_lm(-0.5)(z) for z in want])
+    assert last.inside_fraction == pytest.approx(every)
+
+
 def test_stochastic_depth_scales_the_field_by_its_survival_probability():
     f = linear()
     net = ODENet(f, solver="euler", steps=3, noise="stochastic_depth", survival=0.4)

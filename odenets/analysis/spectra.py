@@ -81,10 +81,10 @@ class StepSpectrum:
 
     @property
     def region_name(self) -> str:
-        """The stability region's name, e.g. 'euler' or 'lm(k=-0.3)' (per-channel k: '(C channels)')."""
-        k = self.coefficients.get("k")
-        if k is not None and k.dim() > 0:
-            return f"{self.scheme.name}({k.numel()} channels)"
+        """The stability region's name, e.g. 'euler' or 'lm(k=-0.3)' ('lm(per channel)' for
+        coefficients per channel, whose region is where every channel's is stable)."""
+        if any(c.dim() > 0 for c in self.coefficients.values()):
+            return f"{self.scheme.name}(per channel)"
         return characteristic(self.scheme, **self.coefficients).name
 
     def region(self, **grid) -> StabilityRegion:
@@ -113,13 +113,16 @@ def step_spectra(model: nn.Module, x: Tensor, top: Optional[int] = None, *, kryl
     step (post-activation ResNets' ReLU) is not part of f_n. The model is run in eval
     mode; each of its modules is left in the mode it was in.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a tensor (a batch of inputs), got {type(x).__name__}")
     if x.dim() < 1 or len(x) == 0:
         raise ValueError(f"x must be a non-empty batch, got shape {tuple(x.shape)}")
-    for name, value, low in (("top", top, 1), ("krylov", krylov, 1), ("exact_limit", exact_limit, 0)):
-        if value is None and name == "top":
-            continue
+    counts = {"krylov": (krylov, 1), "exact_limit": (exact_limit, 0)}
+    if top is not None:
+        counts["top"] = (top, 1)
+    for name, (value, low) in counts.items():
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
         if value < low:
@@ -127,8 +130,6 @@ def step_spectra(model: nn.Module, x: Tensor, top: Optional[int] = None, *, kryl
     if top is not None and krylov < top:
         raise ValueError(f"krylov={krylov} Arnoldi iterations cannot give top={top} eigenvalues; "
                          "give krylov >= top")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
