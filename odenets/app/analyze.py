@@ -57,6 +57,8 @@ def register(subparsers) -> None:
                     "analysed (default: 32)")
     sp.add_argument("--top", default="8", help="eigenvalues kept per image, the largest in modulus, or 'all': every "
                     "one where the state is small enough to form the Jacobian (default: 8)")
+    sp.add_argument("--krylov", type=int, help="Arnoldi iterations (jvps) per step where the Jacobian is "
+                    "too large to form (default: 80)")
     sp.add_argument("--data-dir", metavar="DIR", help="where the data set lives (default: as in training)")
     sp.add_argument("--out", metavar="FIG.png", help="draw each stage's eigenvalues over its stability region and "
                     "the radius and inside-fraction against depth")
@@ -192,7 +194,7 @@ def _spectra(args: argparse.Namespace) -> int:
         label = f"{cfg.model} ({cfg.label})"
         x = _test_images(cfg, state, args.images, args.data_dir or cfg.data_dir)
         try:
-            records = step_spectra(model, x, top=top)
+            records = step_spectra(model, x, top=top, **({} if args.krylov is None else {"krylov": args.krylov}))
         except ValueError as e:
             raise UsageError(f"{path}: {e}") from None
         results[label if label not in results else f"{label} [{path}]"] = records
