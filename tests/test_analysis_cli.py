@@ -138,7 +138,7 @@ def test_spectra_of_checkpoints_trained_on_the_digits(tmp_path, capsys):
         assert all(r["max_real"] <= r["radius"] + 1e-9 for r in rows)
     assert {r["region"] for r in euler} == {"euler"}
     model, _, _ = from_checkpoint(runs[1])  # each LM step is judged at the k the checkpoint learned
-    ks = [float(c["k"]) for stage in model.stages for c in stage.coefs if "k" in c]
+    ks = [c["k"].item() for stage in model.stages for c in stage.coefs if "k" in c]
     assert [r["region"] for r in lm] == ["euler"] + [f"lm(k={k:g})" for k in ks]
 
     assert run(["analyze", "spectra", runs[1], "--images", "2", "--top", "all"]) == 0
