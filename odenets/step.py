@@ -75,6 +75,12 @@ class Step(nn.Module):
         return f"n={self.n}, t={self.t:g}, scheme={type(self.scheme).__name__}"
 
     @property
+    def field(self):
+        """The step's function as its scheme calls it, f(t, u) (a pair of them for a pair
+        scheme), its output checked."""
+        return self._f
+
+    @property
     def transition(self) -> bool:
         """Whether the step changes the state's shape (it has a shortcut)."""
         return self.shortcut is not None

@@ -106,6 +106,46 @@ def test_bad_input(tmp_path, lm_checkpoint):
             run(["analyze", action, "--schemes", schemes])
     with pytest.raises(UsageError, match="png"):
         run(["analyze", "stability", "--out", str(tmp_path / "x.svg")])
+    path = lm_checkpoint[0]
+    for flags, message in [(["--top", "0"], "--top must be at least 1"), (["--top", "many"], "--top takes a positive"),
+                           (["--images", "0"], "--images must be at least 1"), (["--out", "x.jpg"], "png")]:
+        with pytest.raises(UsageError, match=message):
+            run(["analyze", "spectra", path, *flags])
+
+
+@pytest.mark.slow
+def test_spectra_of_checkpoints_trained_on_the_digits(tmp_path, capsys):
+    from odenets.app import cli
+    from odenets.app.models import from_checkpoint
+
+    runs = []
+    for solver in ("euler", "lm"):
+        runs.append(str(tmp_path / solver))
+        assert cli.main(["train", "--model", "resnet14", "--solver", solver, "--epochs", "1", "--batch-size", "128",
+                         "--out", runs[-1], "--quiet"]) == 0
+    capsys.readouterr()
+    figure = tmp_path / "spectra.png"
+    assert run(["analyze", "spectra", *runs, "--images", "3", "--top", "4", "--out", str(figure), "--json"]) == 0
+    (euler_label, euler), (lm_label, lm) = json.loads(capsys.readouterr().out).items()
+    assert "resnet14" in euler_label and "lm" in lm_label
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    # two blocks a stage; stages 1 and 2 open with a downsampling block, which is skipped
+    for rows in (euler, lm):
+        assert [(r["stage"], r["step"]) for r in rows] == [("stages.0", 0), ("stages.0", 1), ("stages.1", 1),
+                                                            ("stages.2", 1)]
+        assert [r["method"] for r in rows] == ["arnoldi", "arnoldi", "exact", "exact"]  # 1024, 1024, 512, 256 numbers
+        assert all(r["count"] == 4 and r["radius"] > 0 and 0 <= r["inside_fraction"] <= 1 for r in rows)
+        assert all(r["max_real"] <= r["radius"] + 1e-9 for r in rows)
+    assert {r["region"] for r in euler} == {"euler"}
+    model, _, _ = from_checkpoint(runs[1])  # each LM step is judged at the k the checkpoint learned
+    ks = [c["k"].item() for stage in model.stages for c in stage.coefs if "k" in c]
+    assert [r["region"] for r in lm] == ["euler"] + [f"lm(k={k:g})" for k in ks]
+
+    assert run(["analyze", "spectra", runs[1], "--images", "2", "--top", "all"]) == 0
+    table = capsys.readouterr().out
+    assert "inside" in table and "means over 2 image(s)" in table
+    counts = [line.split()[5] for line in table.splitlines() if line.startswith(("1 ", "2 ", "3 "))]
+    assert counts == ["8", "512", "256"]  # Arnoldi's default 8, then every eigenvalue where J is formed
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """``odenets analyze``: modified equations and learned k_n of trained LM networks,
-stability regions, and empirical orders of convergence, as tables and PNG figures."""
+stability regions, the eigenvalues of trained steps against them, and empirical orders
+of convergence, as tables and PNG figures."""
 from __future__ import annotations
 
 import argparse
@@ -14,10 +15,11 @@ from .errors import UsageError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("analyze", help="numerical analysis: modified equations, stability, convergence",
+    p = subparsers.add_parser("analyze", help="numerical analysis: modified equations, stability, step spectra, "
+                              "convergence",
                               description="Read networks as numerical schemes: the modified equation and learned "
-                                          "k_n of LM networks, regions of absolute stability, orders of "
-                                          "convergence.")
+                                          "k_n of LM networks, regions of absolute stability, the eigenvalues "
+                                          "of trained steps against them, orders of convergence.")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     m = actions.add_parser("modified", help="learned k_n and modified equation of LM checkpoints",
@@ -43,6 +45,25 @@ def register(subparsers) -> None:
     s.add_argument("--resolution", type=int, default=401, help="grid points per axis (default: 401)")
     s.add_argument("--json", action="store_true", help="print the intervals as JSON")
 
+    sp = actions.add_parser("spectra", help="eigenvalues of each trained step against its stability region",
+                            description="For each step of each checkpoint, the eigenvalues z = dt*lambda of the "
+                                        "Jacobian of f_n at the states the network visits on test images, their "
+                                        "spectral radius and the fraction inside the scheme's region of absolute "
+                                        "stability (LM: at the learned k_n).")
+    sp.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
+                    help="checkpoint.pt files written by `odenets train` (or their --out folders); several are "
+                         "overlaid in the figure")
+    sp.add_argument("--images", type=int, default=32, help="N test images, evenly spaced through the test set, are "
+                    "analysed (default: 32)")
+    sp.add_argument("--top", default="8", help="eigenvalues kept per image, the largest in modulus, or 'all': every "
+                    "one where the state is small enough to form the Jacobian (default: 8)")
+    sp.add_argument("--krylov", type=int, help="Arnoldi iterations (jvps) per step where the Jacobian is "
+                    "too large to form (default: 80)")
+    sp.add_argument("--data-dir", metavar="DIR", help="where the data set lives (default: as in training)")
+    sp.add_argument("--out", metavar="FIG.png", help="draw each stage's eigenvalues over its stability region and "
+                    "the radius and inside-fraction against depth")
+    sp.add_argument("--json", action="store_true", help="print the rows as JSON")
+
     c = actions.add_parser("convergence", help="error against dt and fitted orders on a test ODE",
                            description="Run each scheme through ODENet on the logistic equation u' = u(1 - u) "
                                        "and fit the order of its error at T = 1 against dt.")
@@ -57,7 +78,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"modified": _modified, "stability": _stability, "convergence": _convergence}[args.action](args)
+    return {"modified": _modified, "stability": _stability, "spectra": _spectra,
+            "convergence": _convergence}[args.action](args)
 
 
 # -- checkpoints --------------------------------------------------------------------------------
@@ -80,6 +102,17 @@ def _lm_rows(model: nn.Module, label: str, path) -> list:
                          "with `odenets train --solver lm`") from None
 
 
+def _print(results: dict, paths: list, as_json: bool, table) -> None:
+    """Each checkpoint's rows (label -> rows, in the order of ``paths``) as JSON or as ``table(rows)``."""
+    if as_json:
+        print(json.dumps({key: [r.as_dict() for r in rows] for key, rows in results.items()}, indent=1))
+        return
+    for (key, rows), path in zip(results.items(), paths):
+        print(f"== {path}: {key}")
+        print(table(rows))
+        print()
+
+
 # -- actions ------------------------------------------------------------------------------------
 
 def _modified(args: argparse.Namespace) -> int:
@@ -92,13 +125,7 @@ def _modified(args: argparse.Namespace) -> int:
         rows = _lm_rows(model, label, path)
         key = label if label not in results else f"{label} [{path}]"
         results[key] = rows
-    if args.json:
-        print(json.dumps({key: [r.as_dict() for r in rows] for key, rows in results.items()}, indent=1))
-    else:
-        for (key, rows), path in zip(results.items(), args.checkpoints):
-            print(f"== {path}: {key}")
-            print(format_table(rows))
-            print()
+    _print(results, args.checkpoints, args.json, format_table)
     if args.plot_k:
         plot_learned_k(results, args.plot_k)
         print(f"wrote {args.plot_k}", file=sys.stderr)
@@ -152,6 +179,48 @@ def _stability(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spectra(args: argparse.Namespace) -> int:
+    from odenets.analysis import format_spectra, plot_spectra, step_spectra
+
+    from .models import from_checkpoint
+
+    _check_png(args.out, "--out")
+    if args.images < 1:
+        raise UsageError(f"--images must be at least 1, got {args.images}")
+    top = None if args.top == "all" else _count(args.top, "--top")
+    results = {}
+    for path in args.checkpoints:
+        model, cfg, state = from_checkpoint(path)
+        label = f"{cfg.model} ({cfg.label})"
+        x = _test_images(cfg, state, args.images, args.data_dir or cfg.data_dir)
+        try:
+            records = step_spectra(model, x, top=top, **({} if args.krylov is None else {"krylov": args.krylov}))
+        except ValueError as e:
+            raise UsageError(f"{path}: {e}") from None
+        results[label if label not in results else f"{label} [{path}]"] = records
+    _print(results, args.checkpoints, args.json, format_spectra)
+    if args.out:
+        plot_spectra(results, args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _test_images(cfg, state: dict, count: int, data_dir: str):
+    """``count`` images evenly spaced through the checkpoint's test set (so every class
+    of a set sorted by class), as one batch."""
+    import torch
+
+    from . import data, models
+
+    ds = data.load(cfg.data, data_dir, False, cfg.on_bad_image, cfg.image_size)
+    classes, chans = models.sizes(state)
+    if (ds.num_classes, ds.in_chans) != (classes, chans):
+        raise UsageError(f"{state['path']} holds a model for {classes} classes and {chans} input channels; the "
+                         f"{cfg.data} test set in {data_dir} has {ds.num_classes} and {ds.in_chans}")
+    count = min(count, len(ds.test))
+    return torch.stack([ds.test[i * len(ds.test) // count][0] for i in range(count)])
+
+
 def _convergence(args: argparse.Namespace) -> int:
     from odenets.analysis import convergence, plot_convergence
     from odenets.analysis.schemes import SCHEMES
@@ -203,6 +272,16 @@ def _floats(text: str, flag: str) -> list[float]:
     if not values or not all(math.isfinite(v) for v in values):
         raise UsageError(f"{flag} takes comma-separated finite numbers, got {text!r}")
     return values
+
+
+def _count(text: str, flag: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{flag} takes a positive integer or 'all', got {text!r}") from None
+    if value < 1:
+        raise UsageError(f"{flag} must be at least 1 (or 'all'), got {value}")
+    return value
 
 
 def _check_png(path, flag: str) -> None:
