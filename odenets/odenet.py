@@ -52,7 +52,7 @@ class ODENet(nn.Module):
             user passes T / steps.
         noise: ``'stochastic_depth'`` (step n's residual term kept with probability
             p_n, decaying linearly to ``survival`` at the last step; a sequence gives
-            p_n directly), ``'stochastic_depth_batch'`` (the LM-ResNet authors' form) or
+            p_n directly), ``'batch_drop'`` (the LM-ResNet authors' form) or
             ``'shake_shake'``; see :mod:`solvers.noise`.
         shortcuts: where the state changes shape (a downsampling block): one entry per
             step (None, or the module P), or a mapping {n: P}. Step n then takes the
@@ -133,6 +133,12 @@ class ODENet(nn.Module):
     def coefs(self) -> list[nn.ParameterDict]:
         """Each step's trained coefficients, in step order (empty for steps without)."""
         return [s.coefs for s in self.layers]
+
+    @property
+    def drops_steps(self) -> bool:
+        """Whether a training step may skip its functions (the authors' stochastic depth),
+        leaving their parameters without a gradient: DDP needs find_unused_parameters."""
+        return any(s.scheme.skips_functions for s in self.layers)
 
     def coefficients(self):
         """The trained coefficients of every step (LM's k_n): the parameters of the

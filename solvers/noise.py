@@ -9,16 +9,16 @@ of a multi-stage scheme sees the same draw.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Callable, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from .scheme import Field, Past, Record, Scheme
 
-NOISES = ("stochastic_depth", "stochastic_depth_batch", "shake_shake")
+NOISES = ("stochastic_depth", "batch_drop", "shake_shake")
 """``stochastic_depth``: Huang et al.'s, one draw per sample, eval mode the exact expectation;
-``stochastic_depth_batch``: LM-ResNet's authors', one draw per mini-batch, the kept
+``batch_drop``: LM-ResNet's authors', one draw per mini-batch, the kept
 residual divided by its keep probability in training, eval mode the plain step;
 ``shake_shake``: Gastaldi's two-branch mixing."""
 
@@ -66,15 +66,16 @@ class Noisy(Scheme):
     def init_params(self, n: int) -> dict[str, Tensor]:
         return self.inner.init_params(n)
 
-    def _noisy(self, f, u: Tensor):
-        """The step's function(s) with this step's draw of the noise."""
+    def _noisy(self, f, u: Tensor, shape: Optional[torch.Size] = None):
+        """The step's function(s) with this step's draw of the noise; ``shape`` is what a
+        shape-changing step's f returns."""
         raise NotImplementedError
 
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
         return self.inner.step(self._noisy(f, u), t, dt, u, past, **params)
 
     def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor) -> tuple[Tensor, Record]:
-        return self.inner.transition(self._noisy(f, u), t, dt, u, pu)
+        return self.inner.transition(self._noisy(f, u, pu.shape), t, dt, u, pu)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"
@@ -88,22 +89,28 @@ class StochasticDepth(Noisy):
     ``per_sample`` (Huang et al. 2016) draws b per sample, and eval mode takes the exact
     expectation E[S(b f)] = p S(f) + (1 - p) S(0), for every scheme (a multi-stage scheme is
     not linear in f, so scaling f by p would not be). Otherwise (LM-ResNet's authors'
-    MResNetSD) one b is drawn per mini-batch, a kept residual is divided by p in training,
-    and eval mode takes the plain step S(f)."""
+    MResNetSD) one b is drawn per mini-batch (a Python-side draw from torch's global
+    generator, so seeded runs repeat), a dropped step's function is not evaluated
+    (``skips_functions``: its parameters get no gradient), a kept residual is divided by p
+    in training, and eval mode takes the plain step S(f)."""
 
     def __init__(self, scheme: Scheme, p: float, per_sample: bool = True):
         super().__init__(scheme)
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
             raise ValueError(f"a keep probability lies in (0, 1], got {p!r}")
         self.p, self.per_sample = float(p), per_sample
+        self.skips_functions = not per_sample
 
-    def _noisy(self, f, u: Tensor):
+    def _noisy(self, f, u: Tensor, shape: Optional[torch.Size] = None):
+        if not self.per_sample:
+            if float(torch.rand(())) >= self.p:  # dropped: the step with f = 0
+                if isinstance(f, tuple):  # a pair's outputs differ in shape: evaluated, then zeroed
+                    return tuple((lambda t, x, g=g: 0 * g(t, x)) for g in f)
+                return lambda t, x: x.new_zeros(x.shape if shape is None else shape)  # f not evaluated
+            return f if self.p >= 1 else _each(f, lambda g: (lambda t, x: g(t, x) / self.p))
         if self.p >= 1:
             return f
-        shape = (u.shape[0],) + (1,) * (u.dim() - 1) if self.per_sample else ()
-        keep = torch.empty(shape, dtype=u.dtype, device=u.device).bernoulli_(self.p)
-        if not self.per_sample:
-            keep = keep / self.p
+        keep = torch.empty((u.shape[0],) + (1,) * (u.dim() - 1), dtype=u.dtype, device=u.device).bernoulli_(self.p)
         return _each(f, lambda g: (lambda t, x: keep * g(t, x)))
 
     @cached_property
@@ -161,7 +168,7 @@ class ShakeShake(Noisy):
         super().__init__(scheme)
         self.functions = 2
 
-    def _noisy(self, f, u: Tensor):
+    def _noisy(self, f, u: Tensor, shape: Optional[torch.Size] = None):
         fa, fb = f
         shape = (u.shape[0],) + (1,) * (u.dim() - 1)
         eta = torch.rand(shape, dtype=u.dtype, device=u.device)
@@ -182,7 +189,7 @@ class ShakeShake(Noisy):
 class _Mean(ShakeShake):
     """Shake-shake in eval mode: the mean of the two branches."""
 
-    def _noisy(self, f, u: Tensor):
+    def _noisy(self, f, u: Tensor, shape: Optional[torch.Size] = None):
         fa, fb = f
         return lambda t, x: 0.5 * (fa(t, x) + fb(t, x))
 

@@ -40,7 +40,9 @@ class Scheme:
       ``('k',)``), initialised by :meth:`init_params`; the network owns them and passes
       them to ``step`` as keyword arguments;
     - ``invertible``: :meth:`inverse` recovers a step's input from its output, so a
-      network can train without storing its states.
+      network can train without storing its states;
+    - ``skips_functions``: a training step may leave its functions unevaluated (a
+      dropped block), so their parameters may get no gradient (DDP must be told).
 
     The engine, the zoo, the application and the analysis ask these, never a name.
     """
@@ -53,6 +55,7 @@ class Scheme:
     splits_state: bool = False
     trained: tuple[str, ...] = ()
     invertible: bool = False
+    skips_functions: bool = False
 
     def init_params(self, n: int) -> dict[str, Tensor]:
         """Initial values of the trainable coefficients of step n, one per name in

@@ -12,10 +12,10 @@ from .noise import NOISES, SURVIVAL, ShakeShake, StochasticDepth, survival_proba
 from .registry import ADAPTIVE, available, get
 from .scheme import Scheme
 
-VARIANTS = {"sd": "stochastic_depth", "sdb": "stochastic_depth_batch", "ss": "shake_shake"}
+VARIANTS = {"sd": "stochastic_depth", "bd": "batch_drop", "ss": "shake_shake"}
 """Suffixes of a solver's name: ``lm+sd`` is lm with stochastic depth."""
 
-_SD = ("stochastic_depth", "stochastic_depth_batch")
+_SD = ("stochastic_depth", "batch_drop")
 
 
 @dataclass(frozen=True, eq=True)
@@ -104,10 +104,10 @@ class SolverSpec:
     def survival_probabilities(self, steps: int) -> list[float]:
         """Keep probability p_n of each of ``steps`` steps (:func:`solvers.noise.survival_probabilities`:
         Huang et al.'s decay from p_L for ``stochastic_depth``, the LM-ResNet authors' for
-        ``stochastic_depth_batch``)."""
+        ``batch_drop``)."""
         if self.noise not in _SD:
             raise ValueError(f"survival probabilities belong to stochastic depth; this solver has noise={self.noise!r}")
-        return survival_probabilities(steps, self.survival, authors=self.noise == "stochastic_depth_batch")
+        return survival_probabilities(steps, self.survival, authors=self.noise == "batch_drop")
 
     def schemes(self, steps: int) -> list[Scheme]:
         """The scheme of each of ``steps`` steps, noise included."""

@@ -51,7 +51,7 @@ def test_spec_wrong_types_are_type_errors():
 
 def test_the_authors_stochastic_depth_decays_from_one():
     """LM-ResNet's authors: d_i = i / (L - 1) * (1 - p_L), so the first block is always kept."""
-    ps = SolverSpec.parse("lm+sdb", survival=0.5).survival_probabilities(5)
+    ps = SolverSpec.parse("lm+bd", survival=0.5).survival_probabilities(5)
     assert ps == pytest.approx([1.0, 0.875, 0.75, 0.625, 0.5])
     huang = SolverSpec.parse("lm+sd", survival=0.5).survival_probabilities(5)
     assert huang == pytest.approx([0.9, 0.8, 0.7, 0.6, 0.5])

@@ -184,7 +184,7 @@ def test_inverse_needs_revnet():
 
 
 def test_unknown_noise():
-    with pytest.raises(ValueError, match="unknown noise 'dropout'; choose one of: stochastic_depth, stochastic_depth_batch, shake_shake"):
+    with pytest.raises(ValueError, match="unknown noise 'dropout'; choose one of: stochastic_depth, batch_drop, shake_shake"):
         ODENet(Counter(), "euler", steps=2, noise="dropout")
 
 
