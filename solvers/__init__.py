@@ -4,6 +4,7 @@ Explicit Runge–Kutta schemes are Butcher tableaus fed to :class:`RungeKutta`; 
 multistep schemes are coefficients fed to :class:`LinearMultistep`. The remaining
 classes are the paper's readings of architectures as schemes.
 """
+from .batch_drop import batch_drop, death_rates
 from .euler_maruyama import EulerMaruyama
 from .fractal import Fractal
 from .lm import LM
@@ -20,6 +21,6 @@ __all__ = [
     "ADAPTIVE", "AB2", "AB3", "AB4", "EULER", "HEUN", "MIDPOINT", "RK3", "RK4",
     "ButcherTableau", "EulerMaruyama", "Field", "Fractal", "LM", "LinearMultistep",
     "MultistepCoefficients", "Past", "PolyNet", "Record", "RevNet", "RungeKutta", "Scheme",
-    "available", "expected_step", "get", "is_adaptive", "register", "shake_shake", "stochastic_depth",
-    "survival_probabilities", "takes_time", "timed",
+    "available", "batch_drop", "death_rates", "expected_step", "get", "is_adaptive", "register", "shake_shake",
+    "stochastic_depth", "survival_probabilities", "takes_time", "timed",
 ]
