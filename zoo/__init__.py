@@ -7,12 +7,14 @@ PolyNet: each stage is an :class:`odenets.ODENet` over the stage's blocks.
 """
 from . import models  # noqa: F401  (registers the architectures)
 from .blocks import BasicBlock, Bottleneck, PreActBasic, PreActBottleneck
+from .preact import PreActProjection, authors_resnet
 from .registry import create, list_models, register_model
 from .resnet import ResNet, Stage, build
 from .shortcuts import Halves, PadShortcut, Projection
 from .torchvision import from_torchvision
 
 __all__ = [
-    "BasicBlock", "Bottleneck", "Halves", "PadShortcut", "PreActBasic", "PreActBottleneck", "Projection",
-    "ResNet", "Stage", "build", "create", "from_torchvision", "list_models", "register_model",
+    "BasicBlock", "Bottleneck", "Halves", "PadShortcut", "PreActBasic", "PreActBottleneck", "PreActProjection",
+    "Projection", "ResNet", "Stage", "authors_resnet", "build", "create", "from_torchvision", "list_models",
+    "register_model",
 ]
