@@ -20,6 +20,8 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from solvers import LM
+
 from ..odenet import ODENet
 from .figure import PathLike, new_figure, save_png
 
@@ -123,7 +125,7 @@ def lm_nets(module: nn.Module) -> list[tuple[str, ODENet]]:
     """(name, net) for every ODENet with solver 'lm' in ``module`` (itself included), in module order."""
     if not isinstance(module, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(module).__name__}")
-    return [(name, m) for name, m in module.named_modules() if isinstance(m, ODENet) and m.solver == "lm"]
+    return [(name, m) for name, m in module.named_modules() if isinstance(m, ODENet) and isinstance(m.scheme, LM)]
 
 
 def modified_equation(module: nn.Module) -> list[ModifiedEquation]:
@@ -140,9 +142,9 @@ def modified_equation(module: nn.Module) -> list[ModifiedEquation]:
     rows, depth = [], 0
     for stage, (name, net) in enumerate(nets):
         for n in range(net.steps):
-            coefs = net.coefs[n] if len(net.coefs) else {}
-            learned = "k" in coefs
-            k = (coefs["k"].detach().to("cpu", torch.float64).clone() if learned
+            coefs = dict(net.coefs[n]) if len(net.coefs) else {}
+            learned = bool(coefs)
+            k = (net.scheme.k(**coefs).detach().to("cpu", torch.float64).clone() if learned
                  else torch.zeros((), dtype=torch.float64))
             rows.append(ModifiedEquation(depth, name, stage, n, net.dt, k, learned))
             depth += 1
