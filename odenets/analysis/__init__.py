@@ -5,13 +5,14 @@ Each function returns data (tensors, dataclasses); the ``plot_*`` functions draw
 as a matplotlib Figure (Agg, imported only when drawing) and save it as PNG.
 """
 from .convergence import ConvergenceResult, ODEProblem, convergence, fit_order, logistic, plot_convergence
+from .k_history import k_by_step, plot_k_history
 from .modified_equation import READINGS, ModifiedEquation, format_table, lm_nets, modified_equation, plot_learned_k
 from .stability import (Characteristic, StabilityRegion, characteristic, learned_regions, plot_stability,
                         real_interval, stability_region, stable, zero_stable)
 
 __all__ = [
     "Characteristic", "ConvergenceResult", "ModifiedEquation", "ODEProblem", "READINGS", "StabilityRegion",
-    "characteristic", "convergence", "fit_order", "format_table", "learned_regions", "lm_nets", "logistic",
-    "modified_equation", "plot_convergence", "plot_learned_k", "plot_stability", "real_interval",
-    "stability_region", "stable", "zero_stable",
+    "characteristic", "convergence", "fit_order", "format_table", "k_by_step", "learned_regions", "lm_nets",
+    "logistic", "modified_equation", "plot_convergence", "plot_k_history", "plot_learned_k", "plot_stability",
+    "real_interval", "stability_region", "stable", "zero_stable",
 ]

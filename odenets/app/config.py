@@ -31,6 +31,8 @@ class Config:
     lr: Optional[float] = None
     momentum: Optional[float] = None
     weight_decay: Optional[float] = None
+    k_lr: Optional[float] = None
+    k_weight_decay: Optional[float] = None
     milestones: Optional[list] = None
     seed: int = 0
     image_size: Optional[int] = None
@@ -86,9 +88,11 @@ class Config:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.lr is not None and not self.lr > 0:
-            raise UsageError(f"--lr must be positive, got {self.lr}")
-        for name in ("seed", "momentum", "weight_decay", "workers"):
+        for name in ("lr", "k_lr"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        for name in ("seed", "momentum", "weight_decay", "k_weight_decay", "workers"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
@@ -162,6 +166,10 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     p.add_argument("--lr", type=float, help="base learning rate, divided by 10 at the milestones")
     p.add_argument("--momentum", type=float)
     p.add_argument("--weight-decay", type=float)
+    p.add_argument("--k-lr", type=float, metavar="LR", help="base learning rate of the schemes' trained "
+                   "coefficients (LM's k_n), decayed with the other (default: --lr)")
+    p.add_argument("--k-weight-decay", type=float, metavar="WD", help="weight decay of LM's k_n and other scheme "
+                   "coefficients (default: 0, none)")
     p.add_argument("--milestones", type=float, nargs="+", metavar="FRACTION",
                    help="fractions of the epochs at which the rate is divided by 10 (default: 0.5 0.75)")
     p.add_argument("--seed", type=int)

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import checkpoint, config, data, distributed, metrics, models, recipe, seeding, signals
+from . import checkpoint, config, data, distributed, metrics, models, optimizer, recipe, seeding, signals
 from .config import Config
 from .errors import CheckpointError, Interrupted, NonFiniteLoss, UsageError
 from .evaluate import autocast, evaluate, test_loader
@@ -57,8 +57,7 @@ class _Run:
         self.model = model = models.build(cfg, self.data.num_classes, self.data.in_chans).to(ctx.device)
         sample = self.data.train[0][0].unsqueeze(0).to(ctx.device)
         self.parameters, self.evaluations = models.parameters(model), models.evaluations(model, sample)
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
+        self.optimizer = optimizer.sgd(model, cfg)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp and ctx.device.type == "cuda")
         self.epoch, self.batch, self.step, self.history = 0, 0, 0, []
         self.partial = _fresh()
@@ -105,9 +104,8 @@ class _Run:
 
     def _train_epoch(self, stop: signals.Stop) -> None:
         cfg, ctx = self.cfg, self.ctx
-        lr = recipe.lr_at(cfg.lr, self.epoch, cfg.epochs, tuple(cfg.milestones))
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = recipe.lr_at(group["base_lr"], self.epoch, cfg.epochs, tuple(cfg.milestones))
         if self.batch == 0:  # a fresh epoch; a part-done one had its random state restored
             seeding.seed_everything(seeding.derive(cfg.seed, self.epoch, ctx.rank))
         self.sampler.set_epoch(self.epoch, self.batch * self.per_process)
@@ -152,6 +150,9 @@ class _Run:
         row = {"epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
                "train_loss": p["loss"] / max(p["count"], 1), "train_acc": p["correct"] / max(p["count"], 1),
                "test_loss": test_loss, "test_acc": test_acc, "seconds": p["seconds"] + time.perf_counter() - started}
+        ks = metrics.learned_k(self.model)
+        if ks:
+            row["k"] = ks
         self.history.append(row)
         self.epoch, self.batch, self.partial = self.epoch + 1, 0, _fresh()
         self._save()
