@@ -106,6 +106,8 @@ class _BatchDropStage(ODENet):
     """A stage whose steps are dropped the authors' way in training: ``death_rates[n]``
     is step n's, and :func:`solvers.batch_drop` turns its fields."""
 
+    drops_steps = True  # a dropped step's parameters get no gradient: DDP must look for unused parameters
+
     def __init__(self, fns: Sequence[nn.Module], solver: str, death_rates: Sequence[float], **kwargs):
         super().__init__(fns, solver, **kwargs)
         self.death_rates = list(death_rates)

@@ -67,8 +67,9 @@ class _Run:
 
         net = model
         if ctx.world > 1:
-            net = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.index
-                                                      is not None else None)
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[ctx.device.index] if ctx.device.index is not None else None,
+                find_unused_parameters=any(getattr(m, "drops_steps", False) for m in model.modules()))
         self.net = torch.compile(net) if cfg.compile else net
         self.eval_net = torch.compile(model) if cfg.compile else model
         self.sampler = seeding.EpochSampler(len(self.data.train), cfg.seed, ctx.rank, ctx.world)
