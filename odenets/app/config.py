@@ -153,7 +153,9 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     meaning: the checkpoint's when resuming, else the recipe's."""
     p.add_argument("--data", metavar="NAME",
                    help=f"data set: {', '.join(DATASETS)} (default: digits)")
-    p.add_argument("--model", metavar="NAME", help="architecture from the zoo (default: the data set's recipe)")
+    p.add_argument("--model", metavar="NAME", help="architecture from the zoo (default: the data set's recipe): "
+                   "lm_resnetN is the LM-ResNet authors' CIFAR network (lm_resnet56_sd, lm_resnet110_sd with their "
+                   "stochastic depth), preact_resnetN the same network under Euler, resnetN He et al.'s ResNet")
     if solver:
         p.add_argument("--solver", metavar="NAME", help="scheme that unrolls the residual blocks, e.g. euler, lm, "
                        "rk4, polynet, revnet, lm+sd (default: the model's own)")
