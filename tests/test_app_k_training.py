@@ -77,3 +77,16 @@ def test_plot_k_history_rejects_a_history_without_k():
     assert epochs == [1, 2] and steps == {"a.1": pytest.approx([0.1, 0.3]), "a.2": pytest.approx([0.2, 0.3])}
     with pytest.raises(ValueError, match="no k_n in the history of 'plain'"):
         plot_k_history({"lm": rows, "plain": [{"epoch": 1}]})
+
+
+@pytest.mark.slow
+def test_a_checkpoint_whose_optimizer_predates_the_groups_resumes_with_the_recipes_rate(tmp_path):
+    out = tmp_path / "run"
+    fit(Config(model="resnet8", epochs=1, batch_size=256, out=str(out), quiet=True))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    for group in state["optimizer"]["param_groups"]:
+        del group["base_lr"]  # as odenets wrote it before the coefficients had a group of their own
+    torch.save(state, out / "checkpoint.pt")
+    rows = fit(Config(model="resnet8", epochs=2, batch_size=256, out=str(out), quiet=True),
+               checkpoint.load(out / "checkpoint.pt"))["history"]
+    assert [r["lr"] for r in rows] == pytest.approx([0.05, 0.005])  # the digits recipe: 0.05, / 10 at epoch 2

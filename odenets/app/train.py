@@ -105,8 +105,8 @@ class _Run:
 
     def _train_epoch(self, stop: signals.Stop) -> None:
         cfg, ctx = self.cfg, self.ctx
-        for group in self.optimizer.param_groups:
-            group["lr"] = recipe.lr_at(group["base_lr"], self.epoch, cfg.epochs, tuple(cfg.milestones))
+        for group in self.optimizer.param_groups:  # an optimizer saved before base_lr existed had one rate
+            group["lr"] = recipe.lr_at(group.get("base_lr", cfg.lr), self.epoch, cfg.epochs, tuple(cfg.milestones))
         if self.batch == 0:  # a fresh epoch; a part-done one had its random state restored
             seeding.seed_everything(seeding.derive(cfg.seed, self.epoch, ctx.rank))
         self.sampler.set_epoch(self.epoch, self.batch * self.per_process)
