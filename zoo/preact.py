@@ -66,11 +66,13 @@ def authors_resnet(depth: int, block: str = "basic", num_classes: int = 10, in_c
     if noise is None and survival is not None:
         raise ValueError(f"survival={survival!r} is a keep probability of noise='batch_drop' or 'stochastic_depth'; "
                          "this model has no noise")
+    for name, value in (("num_classes", num_classes), ("in_chans", in_chans)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     n = (depth - 2) // (3 * per_block)
-    blocks = 3 * n
-    keep = {"stochastic_depth": lambda: solvers.survival_probabilities(blocks, 0.5 if survival is None else survival),
-            "batch_drop": lambda: solvers.death_rates(blocks, 0.5 if survival is None else survival),
-            None: lambda: None}[noise]()
+    p_last = 0.5 if survival is None else survival
+    rule = {"stochastic_depth": solvers.survival_probabilities, "batch_drop": solvers.death_rates}.get(noise)
+    keep = None if rule is None else rule(3 * n, p_last)  # per block: Huang's keep probability, the authors' death rate
 
     stages, in_ch = [], 16
     for i in range(3):
