@@ -30,16 +30,20 @@ def plot_k_history(histories: Mapping[str, Sequence[Mapping]], path: Optional[Pa
     if not data or empty:
         raise ValueError(f"no k_n in the history of {', '.join(map(repr, empty)) or 'any run'}: the history of an "
                          "LM network trained by this version of odenets records them")
-    fig = new_figure(5.0 * len(data), 4.2)
-    axes = fig.subplots(1, len(data), squeeze=False)[0]
+    from matplotlib.ticker import MaxNLocator
+
+    fig = new_figure(4.5 * len(data), 4.0)
+    axes = fig.subplots(1, len(data), squeeze=False, sharey=True)[0]
     for ax, (label, (epochs, steps)) in zip(axes, data.items()):
         colors = [f"C{i % 10}" for i in range(len(steps))] if len(steps) <= 10 else None
         for i, (name, ks) in enumerate(steps.items()):
             color = colors[i] if colors else _viridis(i / max(len(steps) - 1, 1))
             ax.plot(epochs, ks, "o-", ms=2.5, lw=1.2, color=color, label=name if colors else None)
         ax.axhline(0.0, color="0.5", lw=0.8)
-        for bound in (-1.0, 1.0):  # |k| < 1: the step is zero-stable
-            ax.axhline(bound, color="0.5", lw=0.8, ls=":")
+        if max(abs(k) for ks in steps.values() for k in ks) > 0.5:  # near where |k| < 1, zero stability, ends
+            for bound in (-1.0, 1.0):
+                ax.axhline(bound, color="0.5", lw=0.8, ls=":")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("learned $k_n$")
         ax.set_title(label, fontsize=9)
