@@ -1,9 +1,11 @@
 """The model zoo: the paper's residual architectures, each one architecture under a
 choice of solver.
 
-``zoo.create('resnet56')`` is a ResNet (forward Euler), ``zoo.create('lm_resnet56')``
-the LM-ResNet, and ``zoo.create('resnet56', solver='polynet')`` the same blocks as a
-PolyNet: each stage is an :class:`odenets.ODENet` over the stage's blocks.
+``zoo.create('lm_resnet56')`` is LM-ResNet-56, the LM-ResNet authors' CIFAR network,
+``zoo.create('preact_resnet56')`` the same network under forward Euler, and
+``zoo.create('resnet56')`` He et al.'s ResNet-56, which
+``zoo.create('resnet56', solver='polynet')`` runs as a PolyNet: each stage is an
+:class:`odenets.ODENet` over the stage's blocks.
 """
 from . import models  # noqa: F401  (registers the architectures)
 from .blocks import BasicBlock, Bottleneck, PreActBasic, PreActBottleneck
