@@ -103,7 +103,7 @@ class StochasticDepth(Noisy):
 
     def _noisy(self, f, u: Tensor, shape: Optional[torch.Size] = None):
         if not self.per_sample:
-            if float(torch.rand(())) >= self.p:  # dropped: the step with f = 0
+            if float(torch.rand(())) < 1 - self.p:  # dropped (the death rate 1 - p): the step with f = 0
                 if isinstance(f, tuple):  # a pair's outputs differ in shape: evaluated, then zeroed
                     return tuple((lambda t, x, g=g: 0 * g(t, x)) for g in f)
                 return lambda t, x: x.new_zeros(x.shape if shape is None else shape)  # f not evaluated

@@ -109,3 +109,12 @@ def test_models_without_lm_are_refused():
         modified_equation(nn.Linear(2, 2))
     with pytest.raises(TypeError, match="nn.Module"):
         modified_equation("lm_resnet20")
+
+
+def test_bounded_k_is_read_as_k_not_as_its_raw_coefficient():
+    net = ODENet(lambda i: nn.Linear(2, 2), "lm", steps=3, k_bounds=(-0.5, 0.5))
+    with torch.no_grad():
+        net.coefs[1]["k_raw"].fill_(math.atanh(0.6))  # k = 0.5 * 0.6
+    rows = modified_equation(net)
+    assert [r.learned for r in rows] == [False, True, True]
+    assert rows[1].k.item() == pytest.approx(0.3) and rows[1].regime == "damped"

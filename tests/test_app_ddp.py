@@ -13,14 +13,14 @@ from odenets.app import checkpoint
 
 # Each rank trains through the library and writes a digest of the weights it ends with.
 SCRIPT = textwrap.dedent("""
-    import hashlib, os, sys
+    import hashlib, json, os, sys
     from pathlib import Path
     from odenets.app.config import Config
     from odenets.app.train import fit
 
     out, rank = Path(sys.argv[1]), int(os.environ["RANK"])
     final = {}
-    fit(Config(model="resnet14", solver="lm", epochs=2, batch_size=64, lr=0.05, seed=3, out=str(out), quiet=True),
+    fit(Config(**json.loads(sys.argv[2]), epochs=2, batch_size=64, lr=0.05, seed=3, out=str(out), quiet=True),
         on_step=lambda model, epoch, step: final.update(model=model))
     state = final["model"].state_dict()
     digest = hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()
@@ -35,11 +35,15 @@ def digest(state):
 
 
 @pytest.mark.slow
-def test_two_processes_end_with_the_same_weights(tmp_path):
+@pytest.mark.parametrize("model", [dict(model="resnet14", solver="lm"),
+                                   # each process drops its own blocks: parameters unused on one rank
+                                   dict(model="lm_resnet14", options={"noise": "batch_drop", "survival": 0.5})],
+                         ids=["resnet14-lm", "authors-stochastic-depth"])
+def test_two_processes_end_with_the_same_weights(tmp_path, model):
     (tmp_path / "ddp.py").write_text(SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(tmp_path / "ddp.py"), str(tmp_path / "run")],
+                           str(tmp_path / "ddp.py"), str(tmp_path / "run"), json.dumps(model)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rank0, rank1 = ((tmp_path / f"rank{r}.sha256").read_text() for r in (0, 1))

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+import solvers
 from odenets import Carry, ODENet
 from odes import A3, F64, Linear, observed_orders
 
@@ -191,3 +192,54 @@ def test_per_channel_k_must_fit_the_state():
 def test_lm_options_are_checked_when_the_net_is_built(options, match):
     with pytest.raises(ValueError, match=match):
         ODENet([nn.Identity() for _ in range(3)], "lm", carry_in=True, **options)
+
+
+# -- k_bounds: k = c + r tanh(k_raw) --------------------------------------------------------
+
+def test_bounded_k_is_the_recurrence_with_k_from_its_raw_coefficient():
+    torch.manual_seed(0)
+    blocks = _blocks(4)
+    net = ODENet(blocks, "lm", dt=0.7, k_bounds=(-0.5, 0.9)).double()
+    assert all(set(net.coefs[n]) == {"k_raw"} for n in range(1, 4))
+    u0 = torch.randn(3, 4, dtype=F64)
+    with torch.no_grad():
+        prev, u = u0, u0 + 0.7 * blocks[0](u0)
+        for n in range(1, 4):
+            k = 0.2 + 0.7 * torch.tanh(net.coefs[n]["k_raw"])  # centre 0.2, radius 0.7
+            assert -0.1 <= k <= 0  # k_init's paper range, inside the bounds
+            prev, u = u, (1 - k) * u + k * prev + 0.7 * blocks[n](u)
+    torch.testing.assert_close(net(u0), u, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("raw", [-40.0, -3.0, 0.0, 3.0, 40.0])
+def test_bounded_k_stays_inside_and_its_gradient_lives_near_the_bounds(raw):
+    scheme = solvers.get("lm", k_bounds=(-0.8, 0.6))
+    k_raw = torch.tensor(raw, dtype=F64, requires_grad=True)
+    k = scheme.k(k_raw=k_raw)
+    assert -0.8 <= k.item() <= 0.6
+    (grad,) = torch.autograd.grad(k, k_raw)
+    if abs(raw) <= 3:  # near a bound the gradient is small, never zero (a clamp's would be)
+        assert grad.item() == pytest.approx(0.7 * (1 - math.tanh(raw) ** 2)) and grad.item() > 1e-3
+
+
+def test_bounded_k_stays_inside_through_training_with_a_huge_rate():
+    torch.manual_seed(0)
+    net = ODENet(_blocks(5), "lm", k_bounds=(-0.9, 0.9)).double()
+    optimizer = torch.optim.SGD(net.coefficients(), lr=1e4)
+    for _ in range(5):
+        optimizer.zero_grad()
+        net(torch.randn(8, 4, dtype=F64)).pow(2).sum().backward()
+        optimizer.step()
+        ks = [net.scheme.k(**c) for c in net.coefs if c]
+        assert all(-0.9 <= k.item() <= 0.9 for k in ks)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(k_bounds=(-1.0, 0.5)), r"k_bounds must be \(lo, hi\) with -1 < lo < hi < 1"),
+    (dict(k_bounds=(0.5, 0.2)), r"-1 < lo < hi < 1"),
+    (dict(k_bounds=0.5), r"k_bounds must be"),
+    (dict(k_bounds=(0.1, 0.5)), r"k_init \(-0.1, 0.0\) must lie strictly inside k_bounds \(0.1, 0.5\)"),
+])
+def test_bad_bounds_are_value_errors(options, message):
+    with pytest.raises(ValueError, match=message):
+        solvers.get("lm", **options)

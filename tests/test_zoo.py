@@ -28,8 +28,11 @@ def test_every_model_has_an_lm_version_and_lists_filter():
     for name in ["resnet8", "resnet20", "resnet110", "resnet164", "resnext29_16x64d", "resnet50",
                  "lm_resnet56_sd", "lm_resnet110_sd"]:
         assert name in names
-    plain = [n for n in names if not n.startswith("lm_")]
-    assert all(f"lm_{n}" in names for n in plain)
+    plain = [n for n in names if not n.startswith(("lm_", "preact_"))]
+    cifar = [f"resnet{d}" for d in (8, 14, 20, 32, 44, 56, 110, 164)]
+    # He et al.'s CIFAR nets have no lm_ version: lm_resnetN is the authors' network, preact_resnetN its Euler twin
+    assert all(f"lm_{n}" in names for n in plain if n not in cifar)
+    assert all(f"lm_{n}" in names and f"preact_{n}" in names for n in cifar)
     assert zoo.list_models("lm_*") == [n for n in names if n.startswith("lm_")]
     assert zoo.list_models("resnet1*") == ["resnet14", "resnet18", "resnet101", "resnet110", "resnet152",
                                            "resnet164"]
@@ -117,9 +120,12 @@ def test_stage_structure_and_readable_state_dict_keys():
     for key in ["stem.conv.weight", "stages.0.fns.1.conv1.weight", "stages.0.layers.1.coefs.k",
                 "stages.1.layers.1.coefs.k", "head.fc.weight"]:
         assert key in keys
-    assert isinstance(model.stages[1].layers[0].shortcut, zoo.PadShortcut)
+    assert isinstance(model.stages[1].layers[0].shortcut, zoo.PreActProjection)
     assert model.stages[0].layers[0].shortcut is None and not hasattr(model.stages[0].fns[0], "shortcut")
-    assert all(isinstance(s.activation, nn.ReLU) for s in model.stages)
+    assert all(s.activation is None for s in model.stages)
+    he = zoo.create("resnet20", solver="lm")
+    assert isinstance(he.stages[1].layers[0].shortcut, zoo.PadShortcut)
+    assert all(isinstance(s.activation, nn.ReLU) for s in he.stages)
     preact = zoo.create("resnet20", preact=True)
     assert isinstance(preact.stages[0].fns[0], zoo.PreActBasic) and preact.stages[0].activation is None
     assert isinstance(preact.head.bn, nn.BatchNorm2d)
@@ -183,10 +189,11 @@ def randomise(model):
 
 
 @pytest.mark.parametrize("build", [
-    lambda: zoo.create("lm_resnet14"),  # option A shortcuts, ReLU after the addition
+    lambda: zoo.create("resnet14", solver="lm"),  # option A shortcuts, ReLU after the addition
+    lambda: zoo.create("lm_resnet14"),  # the authors' network: BN-ReLU-conv1x1 shortcuts, pre-activation
     lambda: cifar_preact_bottleneck(20, solver="lm"),  # resnet164's blocks: projections, pre-activation
     lambda: cifar_preact_bottleneck(20, solver="lm", preact=False),
-], ids=["resnet14", "preact-bottleneck", "bottleneck"])
+], ids=["resnet14", "authors-resnet14", "preact-bottleneck", "bottleneck"])
 def test_lm_model_follows_the_lm_recurrence_through_stage_boundaries(build):
     model = randomise(build())
     x = torch.randn(2, 3, 16, 16)
@@ -201,10 +208,10 @@ def test_lm_model_follows_the_lm_recurrence_through_stage_boundaries(build):
 
 def test_stochastic_depth_lm_decays_linearly_over_the_whole_depth_and_eval_takes_the_mean():
     for name, depth, last in [("lm_resnet56_sd", 27, 0.8), ("lm_resnet110_sd", 54, 0.5)]:
-        model = zoo.create(name)
+        model = zoo.create(name, noise="stochastic_depth")  # Huang et al.'s form; the authors' is the default
         ps = [s.scheme.p for stage in model.stages for s in stage.layers]
         assert ps == pytest.approx([1 - (n + 1) / depth * (1 - last) for n in range(depth)])
-    model = randomise(zoo.create("lm_resnet14", noise="stochastic_depth", survival=0.5))
+    model = randomise(zoo.create("resnet14", solver="lm", noise="stochastic_depth", survival=0.5))
     ps = [s.scheme.p for stage in model.stages for s in stage.layers]
     x = torch.randn(4, 3, 16, 16)
     with torch.no_grad():

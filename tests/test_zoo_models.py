@@ -16,6 +16,9 @@ def test_forward_backward(name):
     out = model(torch.randn(2, 3, size, size))
     assert out.shape == (2, 7)
     out.square().mean().backward()
-    for key, p in model.named_parameters():  # every parameter of a zoo model is used
+    drops = any(getattr(m, "drops_steps", False) for m in model.modules())  # whole blocks dropped in training
+    for key, p in model.named_parameters():  # every parameter of a zoo model is used, but a dropped block's
+        if drops and ".fns." in key and p.grad is None:
+            continue
         assert p.grad is not None, f"{key} got no gradient"
         assert torch.isfinite(p.grad).all(), f"{key} has a non-finite gradient"

@@ -1,23 +1,29 @@
-"""The paper's architectures, registered by name. ``lm_<name>`` is ``<name>`` with
-solver='lm': a trainable k_n per block, initialised U(-0.1, 0), except in the first block
-of each stage (the network's first step, which has no u_{n-1}, and the downsampling
-blocks, ResNet steps in the paper's code); so lm_resnet8, one block per stage, computes
-the same function as resnet8.
+"""The paper's architectures, registered by name.
 
 - CIFAR ResNets (He et al. 2016): resnet{8,14,20,32,44,56,110}, basic blocks on
-  16/32/64 channels with option-A shortcuts (depth 6n + 2; resnet8 and resnet14 are small
-  models for quick experiments); ``preact=True`` gives the pre-activation variant.
-- resnet164: pre-activation bottleneck blocks (He et al. 2016, "Identity mappings").
+  16/32/64 channels with option-A shortcuts and a ReLU after each addition (depth 6n + 2;
+  resnet8 and resnet14 are small models for quick experiments); ``preact=True`` gives the
+  pre-activation variant.
+- resnet164: He et al.'s pre-activation bottleneck ResNet-164 (conv-BN projections).
+- lm_resnet{8,...,110,164}: the LM-ResNet authors' CIFAR networks (:mod:`zoo.preact`:
+  pre-activation blocks, a BN-ReLU-conv1x1 shortcut, no BN after the stem) under the LM
+  step; preact_resnetN is the same network under forward Euler, its ResNet twin.
+- lm_resnet56_sd, lm_resnet110_sd: the paper's stochastic-depth LM-ResNets, the authors'
+  networks with their stochastic depth (``noise='batch_drop'``), p_L = 0.8 and 0.5.
 - resnext29_8x64d, resnext29_16x64d: ResNeXt-29 for CIFAR (Xie et al. 2017).
 - resnet18/34/50/101/152: torchvision's ImageNet architectures, parameter for parameter.
-- lm_resnet56_sd, lm_resnet110_sd: the paper's stochastic-depth LM-ResNets, survival
-  decaying linearly over depth to p_L = 0.8 and 0.5.
+
+``lm_<name>`` of the ResNeXts and ImageNet ResNets is ``<name>`` with solver='lm'. Every
+LM model has a trainable k_n per block, initialised U(-0.1, 0), except in the first block
+of each stage (the network's first step, which has no u_{n-1}, and the downsampling
+blocks, ResNet steps in the authors' code).
 """
 from __future__ import annotations
 
 from functools import partial
 from typing import Optional, Sequence, Union
 
+from .preact import authors_resnet
 from .registry import register_model
 from .resnet import ResNet, Stage, build
 
@@ -70,26 +76,39 @@ def imagenet_resnet(block: str, layers: Sequence[int], num_classes: int = 1000, 
 
 
 def _stochastic_depth_lm(depth: int, p_last: float, num_classes: int = 10, in_chans: int = 3,
-                         solver: str = "lm", noise: Optional[str] = "stochastic_depth",
+                         solver: str = "lm", noise: Optional[str] = "batch_drop",
                          survival: Optional[Union[float, Sequence[float]]] = None, **options) -> ResNet:
-    if noise == "stochastic_depth" and survival is None:
+    """The authors' network with their stochastic depth, p_L = ``p_last`` unless given."""
+    if noise is not None and survival is None:
         survival = p_last
-    return cifar_resnet(depth, num_classes, in_chans, solver, noise=noise, survival=survival, **options)
+    return authors_resnet(depth, "basic", num_classes, in_chans, solver, noise=noise, survival=survival, **options)
+
+
+def _add(builder, name: str, doc: str) -> None:
+    builder.__doc__ = doc
+    register_model(builder, name=name)
 
 
 def _register(name: str, builder, doc: str) -> None:
     for prefix, solver in (("", "euler"), ("lm_", "lm")):
-        fn = partial(builder, solver=solver)
-        fn.__doc__ = f"{doc} ({'LM-ResNet: solver=lm' if solver == 'lm' else 'solver=euler: the ResNet'})"
-        register_model(fn, name=prefix + name)
+        _add(partial(builder, solver=solver), prefix + name,
+             f"{doc} ({'LM-ResNet: solver=lm' if solver == 'lm' else 'solver=euler: the ResNet'})")
 
 
 for _depth in CIFAR_DEPTHS:
-    _register(f"resnet{_depth}", partial(cifar_resnet, _depth), f"CIFAR ResNet-{_depth}")
-_register("resnet164", partial(cifar_preact_bottleneck, 164), "CIFAR pre-activation ResNet-164")
+    _add(partial(cifar_resnet, _depth, solver="euler"), f"resnet{_depth}",
+         f"He et al.'s CIFAR ResNet-{_depth} (post-activation, option-A shortcuts), solver=euler")
+_add(partial(cifar_preact_bottleneck, 164, solver="euler"), "resnet164",
+     "He et al.'s pre-activation bottleneck ResNet-164 (conv-BN projections), solver=euler")
+for _depth, _block in [(d, "basic") for d in CIFAR_DEPTHS] + [(164, "bottleneck")]:
+    _add(partial(authors_resnet, _depth, _block, solver="euler"), f"preact_resnet{_depth}",
+         f"the LM-ResNet authors' CIFAR network of depth {_depth} under forward Euler (LM-ResNet-{_depth}'s twin)")
+    _add(partial(authors_resnet, _depth, _block, solver="lm"), f"lm_resnet{_depth}",
+         f"LM-ResNet-{_depth}: the authors' CIFAR network, solver=lm")
 for _c in (8, 16):
     _register(f"resnext29_{_c}x64d", partial(resnext29, _c, 64), f"CIFAR ResNeXt-29 ({_c}x64d)")
 for _depth, (_kind, _layers) in IMAGENET_LAYERS.items():
     _register(f"resnet{_depth}", partial(imagenet_resnet, _kind, _layers), f"ImageNet ResNet-{_depth}")
-register_model(partial(_stochastic_depth_lm, 56, 0.8), name="lm_resnet56_sd")
-register_model(partial(_stochastic_depth_lm, 110, 0.5), name="lm_resnet110_sd")
+for _depth, _p in ((56, 0.8), (110, 0.5)):
+    _add(partial(_stochastic_depth_lm, _depth, _p), f"lm_resnet{_depth}_sd",
+         f"LM-ResNet-{_depth} with the authors' stochastic depth (noise='batch_drop'), p_L = {_p}")

@@ -1,7 +1,7 @@
 """Shortcuts P of shape-changing steps, u_{n+1} = P(u_n) + f_n(u_n).
 
-A block that changes the state's shape carries one as its ``shortcut`` attribute; the
-ODENet applies it to u_n and, for a multistep scheme, to the past states too.
+The step of a block that changes the state's shape is given one (``ODENet(...,
+shortcuts=...)``); it applies it to u_n and, for a multistep scheme, to the past states too.
 """
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ class Projection(nn.Sequential):
             bn=nn.BatchNorm2d(out_channels)))
 
 
+class PreActProjection(nn.Sequential):
+    """The LM-ResNet authors' shortcut: BN-ReLU-conv1x1(stride), no bias."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__(OrderedDict(
+            bn=nn.BatchNorm2d(in_channels), relu=nn.ReLU(inplace=True),
+            conv=nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)))
+
+
 class Halves(nn.Module):
     """P applied to each half (X, Y) of a RevNet state: (X, Y) -> (P(X), P(Y))."""
 
@@ -53,10 +62,11 @@ class Halves(nn.Module):
         return torch.cat([self.each(x) for x in u.chunk(2, dim=1)], dim=1)
 
 
+SHORTCUTS = {"pad": PadShortcut, "projection": Projection, "preact": PreActProjection}
+
+
 def shortcut(kind: str, in_channels: int, out_channels: int, stride: int) -> nn.Module:
-    """``'pad'`` (option A) or ``'projection'`` (option B)."""
-    if kind == "pad":
-        return PadShortcut(in_channels, out_channels, stride)
-    if kind == "projection":
-        return Projection(in_channels, out_channels, stride)
-    raise ValueError(f"unknown shortcut {kind!r}; choose 'pad' or 'projection'")
+    """``'pad'`` (option A), ``'projection'`` (option B) or ``'preact'`` (the LM-ResNet authors')."""
+    if kind not in SHORTCUTS:
+        raise ValueError(f"unknown shortcut {kind!r}; choose one of: {', '.join(SHORTCUTS)}")
+    return SHORTCUTS[kind](in_channels, out_channels, stride)

@@ -142,9 +142,9 @@ def modified_equation(module: nn.Module) -> list[ModifiedEquation]:
     rows, depth = [], 0
     for stage, (name, net) in enumerate(nets):
         for n in range(net.steps):
-            coefs = net.layers[n].coefs
-            learned = "k" in coefs
-            k = (coefs["k"].detach().to("cpu", torch.float64).clone() if learned
+            coefs = dict(net.layers[n].coefs)
+            learned = bool(coefs)
+            k = (net.scheme.k(**coefs).detach().to("cpu", torch.float64).clone() if learned
                  else torch.zeros((), dtype=torch.float64))
             rows.append(ModifiedEquation(depth, name, stage, n, net.dt, k, learned))
             depth += 1

@@ -28,6 +28,8 @@ def register(subparsers) -> None:
     m.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
                    help="checkpoint.pt files written by `odenets train` (or their --out folders)")
     m.add_argument("--plot-k", metavar="OUT.png", help="draw k_n against depth, the checkpoints overlaid")
+    m.add_argument("--plot-k-epochs", metavar="OUT.png", help="draw each step's k_n against the epoch, from the "
+                   "runs' histories, one panel per checkpoint")
     m.add_argument("--json", action="store_true", help="print the rows as JSON")
 
     s = actions.add_parser("stability", help="regions of absolute stability in the z = dt*lambda plane",
@@ -84,12 +86,12 @@ def run(args: argparse.Namespace) -> int:
 
 # -- checkpoints --------------------------------------------------------------------------------
 
-def _load(path) -> tuple[nn.Module, str]:
-    """A checkpoint's model (:func:`models.from_checkpoint`) and its label 'model (solver)'."""
+def _load(path) -> tuple[nn.Module, str, list]:
+    """A checkpoint's model (:func:`models.from_checkpoint`), its label 'model (solver)' and its history."""
     from .models import from_checkpoint
 
-    model, cfg, _ = from_checkpoint(path)
-    return model, f"{cfg.model} ({cfg.label})"
+    model, cfg, state = from_checkpoint(path)
+    return model, f"{cfg.model} ({cfg.label})", state["history"]
 
 
 def _lm_rows(model: nn.Module, label: str, path) -> list:
@@ -116,19 +118,26 @@ def _print(results: dict, paths: list, as_json: bool, table) -> None:
 # -- actions ------------------------------------------------------------------------------------
 
 def _modified(args: argparse.Namespace) -> int:
-    from odenets.analysis import format_table, plot_learned_k
+    from odenets.analysis import format_table, plot_k_history, plot_learned_k
 
     _check_png(args.plot_k, "--plot-k")
-    results = {}
+    _check_png(args.plot_k_epochs, "--plot-k-epochs")
+    results, histories = {}, {}
     for path in args.checkpoints:
-        model, label = _load(path)
+        model, label, history = _load(path)
         rows = _lm_rows(model, label, path)
         key = label if label not in results else f"{label} [{path}]"
-        results[key] = rows
+        results[key], histories[key] = rows, history
     _print(results, args.checkpoints, args.json, format_table)
     if args.plot_k:
         plot_learned_k(results, args.plot_k)
         print(f"wrote {args.plot_k}", file=sys.stderr)
+    if args.plot_k_epochs:
+        try:
+            plot_k_history(histories, args.plot_k_epochs)
+        except ValueError as e:
+            raise UsageError(f"--plot-k-epochs: {e}") from None
+        print(f"wrote {args.plot_k_epochs}", file=sys.stderr)
     return 0
 
 
@@ -158,7 +167,7 @@ def _stability(args: argparse.Namespace) -> int:
               "zero_stable": zero_stable(name, **kw)} for r, (name, kw) in zip(regions, specs)]
     learned = None
     if args.checkpoint:
-        model, label = _load(args.checkpoint)
+        model, label, _ = _load(args.checkpoint)
         rows = _lm_rows(model, label, args.checkpoint)
         learned = learned_regions(rows, **grid)
         table += [{"scheme": f"{label} depth {r.depth}", "k": r.k.tolist(),

@@ -35,6 +35,8 @@ class Config:
     lr: Optional[float] = None
     momentum: Optional[float] = None
     weight_decay: Optional[float] = None
+    k_lr: Optional[float] = None
+    k_weight_decay: Optional[float] = None
     milestones: Optional[list[float]] = None
     seed: int = 0
     image_size: Optional[int] = None
@@ -90,9 +92,11 @@ class Config:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.lr is not None and not 0 < self.lr < math.inf:
-            raise UsageError(f"--lr must be a positive finite number, got {self.lr}")
-        for name in ("seed", "momentum", "weight_decay", "workers"):
+        for name in ("lr", "k_lr"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < math.inf:
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive finite number, got {value}")
+        for name in ("seed", "momentum", "weight_decay", "k_weight_decay", "workers"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
@@ -183,7 +187,9 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     meaning: the checkpoint's when resuming, else the recipe's."""
     p.add_argument("--data", metavar="NAME",
                    help=f"data set: {', '.join(DATASETS)} (default: digits)")
-    p.add_argument("--model", metavar="NAME", help="architecture from the zoo (default: the data set's recipe)")
+    p.add_argument("--model", metavar="NAME", help="architecture from the zoo (default: the data set's recipe): "
+                   "lm_resnetN is the LM-ResNet authors' CIFAR network (lm_resnet56_sd, lm_resnet110_sd with their "
+                   "stochastic depth), preact_resnetN the same network under Euler, resnetN He et al.'s ResNet")
     if solver:
         p.add_argument("--solver", metavar="NAME", help="scheme that unrolls the residual blocks, e.g. euler, lm, "
                        "rk4, polynet, revnet, lm+sd (default: the model's own)")
@@ -197,6 +203,10 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     p.add_argument("--lr", type=float, help="base learning rate, divided by 10 at the milestones")
     p.add_argument("--momentum", type=float)
     p.add_argument("--weight-decay", type=float)
+    p.add_argument("--k-lr", type=float, metavar="LR", help="base learning rate of the schemes' trained "
+                   "coefficients (LM's k_n), decayed with the other (default: --lr)")
+    p.add_argument("--k-weight-decay", type=float, metavar="WD", help="weight decay of LM's k_n and other scheme "
+                   "coefficients (default: 0, none)")
     p.add_argument("--milestones", type=float, nargs="+", metavar="FRACTION",
                    help="fractions of the epochs at which the rate is divided by 10 (default: 0.5 0.75)")
     p.add_argument("--seed", type=int)

@@ -1,4 +1,8 @@
-"""The per-epoch record of a run: a log line, and the history as JSON lines and CSV."""
+"""The per-epoch record of a run: a log line, and the history as JSON lines and CSV.
+
+A row of an LM network also carries its learned k_n under ``k``: step name -> value, the
+name ``<net>.<step>`` (``stages.1.2``), the value a number or, for per-channel k, a list;
+the CSV has a column ``k[<net>.<step>]`` per step, holding the mean over the channels."""
 from __future__ import annotations
 
 import csv
@@ -6,6 +10,8 @@ import io
 import json
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from torch import nn
 
 from odenets.files import atomic_write
 
@@ -23,7 +29,23 @@ def write(out: Path, history: list[dict]) -> None:
     """Rewrite metrics.jsonl and metrics.csv from the whole history (so a resumed run's
     files hold each epoch once)."""
     atomic_write(out / "metrics.jsonl", lambda f: f.write("".join(json.dumps(r) + "\n" for r in history)), "w")
-    write_csv(out / "metrics.csv", history, COLUMNS)
+    rows = [{**r, **{f"k[{step}]": _mean(k) for step, k in r.get("k", {}).items()}} for r in history]
+    steps = dict.fromkeys(key for r in rows for key in r if key.startswith("k["))
+    write_csv(out / "metrics.csv", rows, COLUMNS + tuple(steps))
+
+
+def learned_k(model: nn.Module) -> dict:
+    """The learned k_n of every LM step of ``model``, by step name (empty for a model
+    without LM steps): what a history row records under ``k``."""
+    from odenets.analysis import lm_nets, modified_equation
+
+    if not lm_nets(model):
+        return {}
+    return {f"{r.net}.{r.step}": r.k.tolist() for r in modified_equation(model) if r.learned}
+
+
+def _mean(k) -> float:
+    return sum(k) / len(k) if isinstance(k, list) else k
 
 
 def write_csv(path: Path, rows: Iterable[dict], columns: Sequence[str]) -> None:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from odenets.files import remove_temporaries
 
-from . import checkpoint, config, data, distributed, lock, metrics, models, recipe, seeding, signals
+from . import checkpoint, config, data, distributed, lock, metrics, models, optimizer, recipe, seeding, signals
 from .config import Config
 from .distributed import Context
 from .errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError
@@ -96,8 +96,7 @@ class _Run:
         self.model = model = models.build(cfg, self.data.num_classes, self.data.in_chans).to(ctx.device)
         sample = self.data.train[0][0].unsqueeze(0).to(ctx.device)
         self.parameters, self.evaluations = models.parameters(model), models.evaluations(model, sample)
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
+        self.optimizer = optimizer.sgd(model, cfg)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp and ctx.device.type == "cuda")
         self.epoch, self.batch, self.step, self.history = 0, 0, 0, []
         self.partial = _fresh()
@@ -107,8 +106,9 @@ class _Run:
 
         net = model
         if ctx.world > 1:
-            net = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.index
-                                                      is not None else None)
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[ctx.device.index] if ctx.device.index is not None else None,
+                find_unused_parameters=any(getattr(m, "drops_steps", False) for m in model.modules()))
         self.net = torch.compile(net) if cfg.compile else net
         self.eval_net = torch.compile(model) if cfg.compile else model
         self.sampler = seeding.EpochSampler(len(self.data.train), cfg.seed, ctx.rank, ctx.world)
@@ -151,9 +151,8 @@ class _Run:
 
     def _train_epoch(self, stop: signals.Stop) -> None:
         cfg, ctx = self.cfg, self.ctx
-        lr = recipe.lr_at(cfg.lr, self.epoch, cfg.epochs, tuple(cfg.milestones))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for group in self.optimizer.param_groups:  # an optimizer saved before base_lr existed had one rate
+            group["lr"] = recipe.lr_at(group.get("base_lr", cfg.lr), self.epoch, cfg.epochs, tuple(cfg.milestones))
         if self.batch == 0:  # a fresh epoch; a part-done one had its random state restored
             seeding.seed_everything(seeding.derive(cfg.seed, self.epoch, ctx.rank))
         self.sampler.set_epoch(self.epoch, self.batch * self.per_process)
@@ -198,6 +197,9 @@ class _Run:
         row = {"epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
                "train_loss": p["loss"] / max(p["count"], 1), "train_acc": p["correct"] / max(p["count"], 1),
                "test_loss": test_loss, "test_acc": test_acc, "seconds": p["seconds"] + time.perf_counter() - started}
+        ks = metrics.learned_k(self.model)
+        if ks:
+            row["k"] = ks
         self.history.append(row)
         self.epoch, self.batch, self.partial = self.epoch + 1, 0, _fresh()
         self._save()
