@@ -1,5 +1,6 @@
-"""`odenets ablate` end to end on the digits: the table, its files and figure, and
-reruns that reuse finished runs and resume interrupted ones."""
+"""`odenets ablate` end to end on the digits: the table, its statistics, files and
+figures, several models in one study, and reruns that reuse finished runs and resume
+interrupted ones."""
 import csv
 import json
 import os
@@ -8,6 +9,7 @@ import signal
 import pytest
 import torch
 from PIL import Image
+from scipy import stats
 
 import zoo
 from odenets import ODENet
@@ -35,7 +37,7 @@ def expected_evaluations(model):
 def test_ablate_table_files_and_figure(tmp_path, capsys):
     out = tmp_path / "ablation"
     # an earlier, interrupted ablation left euler seed 0 part-way through its first epoch
-    first = _config(Config(model="resnet8", epochs=2, batch_size=128).resolved(), "euler", 0, out)
+    first = _config(Config(epochs=2, batch_size=128), "resnet8", "euler", 0, out / "runs" / "euler")
     with pytest.raises(Interrupted):
         fit(first, on_step=lambda model, epoch, step: step == 3 and os.kill(os.getpid(), signal.SIGINT))
 
@@ -44,7 +46,7 @@ def test_ablate_table_files_and_figure(tmp_path, capsys):
     assert "solver" in stdout and "f-evals" in stdout and "(reused)" not in stdout
     with open(out / "ablation.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["solver"] for r in rows] == ["euler", "rk4"]
+    assert [r["name"] for r in rows] == [r["solver"] for r in rows] == ["euler", "rk4"]
     for row in rows:
         model = zoo.create("resnet8", in_chans=1, solver=row["solver"])
         assert int(row["evaluations"]) == expected_evaluations(model)
@@ -58,8 +60,23 @@ def test_ablate_table_files_and_figure(tmp_path, capsys):
     assert seeds == [0, 1]
     accs = [100 * run["test_acc"] for run in report["runs"]["euler"]]
     assert float(rows[0]["acc_mean"]) == pytest.approx(sum(accs) / 2)
-    with Image.open(out / "ablation.png") as image:
-        assert image.format == "PNG" and image.size[0] > 800
+    assert float(rows[0]["err_mean"]) == pytest.approx(100 - sum(accs) / 2)
+    # the comparison with the baseline, recomputed from the runs: a t-test paired by seed
+    base, rk4 = report["table"]
+    assert base["verdict"] == "baseline" and base["diff_mean"] == 0 and base["p_value"] is None
+    d = [100 * (a["test_acc"] - b["test_acc"]) for a, b in zip(report["runs"]["rk4"], report["runs"]["euler"])]
+    if d[0] != d[1]:  # (two equal differences make a degenerate test, tested in test_app_statistics)
+        t = stats.ttest_1samp(d, 0.0)
+        half = stats.t.ppf(0.975, 1) * stats.sem(d)
+        assert rk4["paired"] is True and rk4["p_value"] == pytest.approx(t.pvalue)
+        assert (rk4["ci_low"], rk4["ci_high"]) == pytest.approx((sum(d) / 2 - half, sum(d) / 2 + half))
+        assert rk4["verdict"] == ("no difference detectable" if t.pvalue >= 0.05 else "better" if sum(d) > 0
+                                  else "worse")
+    assert rk4["diff_mean"] == pytest.approx(sum(d) / 2) and rk4["baseline"] == "euler"
+    assert "diff (points) [95% CI]" in stdout and "paired by seed" in stdout
+    for figure in ("ablation.png", "ablation-params.png"):
+        with Image.open(out / figure) as image:
+            assert image.format == "PNG" and image.size[0] > 800
     # the interrupted run was resumed (a fresh start would refuse its checkpoint) and finished
     resumed = json.loads((out / "runs" / "euler" / "seed0" / "result.json").read_text())
     assert resumed["history"][-1]["step"] == 2 * 11
