@@ -79,6 +79,9 @@ def targets(dataset: Dataset) -> list[int]:
         return dataset.tensors[1].tolist()
     if isinstance(dataset, ImageFiles):
         return [label for _, label in dataset.samples]
+    if isinstance(dataset, Subset):
+        every = targets(dataset.dataset)
+        return [every[i] for i in dataset.indices]
     return list(dataset.targets)  # torchvision's CIFAR
 
 

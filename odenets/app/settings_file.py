@@ -49,7 +49,7 @@ def flags(path: Path, parser: argparse.ArgumentParser) -> list[str]:
 
 
 def _tokens(action: argparse.Action, value, where: str) -> list[str]:
-    flag = max(action.option_strings, key=len)
+    flag = next(s for s in action.option_strings if s.startswith("--"))  # --amp, not --no-amp
     if action.nargs == 0:  # a switch: --quiet, --amp/--no-amp
         if not isinstance(value, bool):
             raise UsageError(f"{where} is a switch: give true or false, not {value!r}")
@@ -60,14 +60,18 @@ def _tokens(action: argparse.Action, value, where: str) -> list[str]:
     if isinstance(action, argparse._AppendAction):  # repeatable KEY=VALUE
         if not isinstance(value, dict):
             raise UsageError(f"{where} takes a table of KEY = VALUE, e.g. {{ {action.dest}_key = 1 }}, not {value!r}")
-        return [t for k, v in value.items() for t in (flag, f"{k}={_scalar(v, where)}")]
+        return [t for k, v in value.items() for t in (flag, f"{k}={_scalar(v, None, where)}")]
     if isinstance(value, list):
-        items = [_scalar(v, where) for v in value]
+        items = [_scalar(v, action, where) for v in value]
         return [flag, *items] if action.nargs in ("+", "*") else [f"{flag}={','.join(items)}"]  # --models a,b
-    return [f"{flag}={_scalar(value, where)}"]
+    return [f"{flag}={_scalar(value, action, where)}"]
 
 
-def _scalar(value, where: str) -> str:
+def _scalar(value, action: argparse.Action | None, where: str) -> str:
+    """``value`` as the flag's text, checked here so that the message names the file."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise UsageError(f"{where}: {value!r} is not a string or a number")
+    if action is not None and action.type in (int, float):
+        if isinstance(value, str) or (action.type is int and not isinstance(value, int)):
+            raise UsageError(f"{where} takes {'an integer' if action.type is int else 'a number'}, not {value!r}")
     return str(value)
