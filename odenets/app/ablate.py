@@ -74,13 +74,14 @@ def run(args: argparse.Namespace) -> int:
     if args.label and not given.quiet:
         print(args.label, flush=True)
     results: dict[str, list[dict]] = {}
+    width = max(len(name) for name in plan)
     try:
         for name, cfgs in plan.items():
             for cfg in cfgs:
                 result, reused = run_one(cfg)
                 results.setdefault(name, []).append(result)
                 if not given.quiet:
-                    print(f"{name:>10} seed {cfg.seed}: test accuracy {100 * result['test_acc']:.2f}%, "
+                    print(f"{name:>{width}} seed {cfg.seed}: test accuracy {100 * result['test_acc']:.2f}%, "
                           f"{result['seconds']:.1f}s{' (reused)' if reused else ''}", flush=True)
     except Interrupted as e:
         raise Interrupted(f"{e}\nrerun the same command to go on (finished runs are reused):\n  "
@@ -91,8 +92,10 @@ def run(args: argparse.Namespace) -> int:
     if first.train_subset:
         title += f", {first.train_subset:,} training images"
     title = "\n".join(filter(None, [args.label, title]))
+    shared = {k: v for k, v in asdict(first).items() if k not in ("model", "solver", "seed", "out")}
     settings = {"models": models, "solvers": specs, "seeds": args.seeds, "baseline": args.baseline or specs[0],
-                "label": args.label, "paper_error": paper, "config": args.config, "run": asdict(given)}
+                "label": args.label, "paper_error": paper, "config": args.config,
+                "run": {**shared, "options": given.options}}  # resolved, as the first row ran them
     print(format_table(rows, title))
     write(out, rows, results, title, settings)
     print(f"results in {out}: {', '.join(FILES)}")
