@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("ablate", help="train architectures under several solvers and compare them",
                               description="Train one or more architectures under several solvers, a few seeds "
                                           "each; tabulate parameters, f-evaluations, test accuracy and error, time, "
-                                          "and each row's difference from a baseline row with a 95%% confidence "
+                                          "and each row's difference from a baseline row with a 95% confidence "
                                           "interval, a p-value and a verdict. With no arguments: resnet20 on the "
                                           "digits, a few minutes on a 2-core CPU.")
     config.add_arguments(p, solver=False)
@@ -235,10 +235,10 @@ def format_table(rows: list[dict], title: str = "") -> str:
     lines = ["  ".join(x.ljust(w) if i in left else x.rjust(w) for i, (x, w) in enumerate(zip(line, widths))).rstrip()
              for line in (head, *body)]
     bases = sorted({r["baseline"] for r in rows})
-    legend = (f"diff: mean test accuracy minus that of the baseline ({', '.join(bases)}), in points, with its "
-              "95% confidence interval; p: two-sided,\nfrom a t-test paired by seed (Welch's when the seeds differ); "
-              "better/worse: p < 0.05; could see: the smallest\ndifference these seeds detect with 80% power. Error "
-              "is 100 - accuracy.")
+    legend = (f"diff: mean test accuracy minus the baseline's ({', '.join(bases)}), in points, with its 95% "
+              "confidence interval;\np: two-sided, from a t-test paired by seed (Welch's when the seeds differ); "
+              "better/worse: p < 0.05;\ncould see: the smallest difference these seeds detect with 80% power. "
+              "Error is 100 - accuracy.")
     return "\n".join(([title] if title else []) + [lines[0], "-" * len(lines[0])] + lines[1:] + [legend])
 
 

@@ -95,7 +95,8 @@ def detectable(se: float, df: float, alpha: float = 0.05, power: float = 0.8) ->
 
     The test statistic under a true difference delta follows the noncentral t
     distribution with noncentrality delta / se, exactly for the paired test and
-    approximately for Welch's (whose df is itself estimated); the spread is taken to be
+    approximately for Welch's (whose df is itself estimated: with four and five runs a
+    row the power is a few points below the nominal one); the spread is taken to be
     the observed one. For many seeds this tends to (z_{1-alpha/2} + z_power) se, the
     normal approximation (2.80 se at the defaults)."""
     from scipy import optimize, stats
