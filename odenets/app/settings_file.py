@@ -6,6 +6,9 @@ A key is a flag's long name with underscores (``train_subset = 5000`` for
 (``[opt]``, ``k_init = 0.0``); a switch takes true or false. The file's settings are
 turned into the flags they stand for and placed before the command line's own, so
 argparse checks them as it checks any flag and a flag given on the command line wins.
+Paths in the file (``out``, ``data_dir``) are read as flags are, from the working
+directory. What a run resolved from them is recorded with its results (``config.json``,
+``ablation.json``).
 """
 from __future__ import annotations
 
