@@ -115,3 +115,22 @@ def test_epoch_sampler_order_depends_on_seed_and_epoch_only():
     assert set().union(*shards) == set(range(10))
     full = order(5, 1)
     assert [i for pair in zip(*shards) for i in pair][:10] == full
+
+
+def test_train_subset_is_stratified_and_seeded(tmp_path):
+    full = data.digits()
+    labels = np.array(data.targets(full.train))
+    small = data.subset(full, 200, seed=3)
+    assert len(small.train) == 200 and small.test is full.test  # the test set stays whole
+    mine = np.array([int(small.train[i][1]) for i in range(200)])
+    share = 200 * np.bincount(labels, minlength=10) / len(labels)
+    assert np.all(np.abs(np.bincount(mine, minlength=10) - share) <= 1)  # each class in its share
+    picked = lambda d: sorted(d.train.indices)  # noqa: E731
+    assert picked(small) == picked(data.subset(full, 200, seed=3)) != picked(data.subset(full, 200, seed=4))
+    assert data.subset(full, len(labels), seed=0) is full
+    tree = data.image_folder(write_tree(tmp_path, per_class=4), size=8)
+    assert data.targets(tree.train) == [0] * 4 + [1] * 4
+    assert sorted(data.targets(data.subset(tree, 4, seed=0).train)) == [0, 0, 1, 1]
+    for n in (9, len(labels) + 1):
+        with pytest.raises(DataError, match="--train-subset must lie between 10 .* and 1347"):
+            data.subset(full, n, seed=0)

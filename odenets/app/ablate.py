@@ -1,29 +1,37 @@
-"""``odenets ablate``: one architecture under several solvers, a few seeds each.
+"""``odenets ablate``: architectures under several solvers, a few seeds each, compared.
 
-Every (solver, seed) run is an ordinary training run in <out>/runs/<solver>/seed<k>;
-a finished one is reused and an interrupted one resumed, so rerunning the command
-after an interruption loses nothing. The table (solver, parameters, f-evaluations per
-forward pass, test accuracy mean +- std over seeds, training time) is printed and
-written as CSV and JSON, with a figure of the accuracies and learning curves.
+Every (model, solver, seed) run is an ordinary training run in
+<out>/runs/<row>/seed<k>, where a row is named by its solver (``lm``), or with several
+models by ``model/solver``; a finished run is reused and an interrupted one resumed,
+so rerunning the command after an interruption loses nothing. Each row is compared
+with a baseline row (:mod:`.statistics`: the difference of mean test accuracy with its
+95% interval, a p-value and a verdict); the table is printed and written as CSV and
+JSON, with figures of the differences, the learning curves and parameters against
+test error.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
-from dataclasses import replace
+import sys
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Optional
 
-from odenets.analysis.figure import new_figure, save_png
 from odenets.hints import describe, fits
 
-from . import checkpoint, config, lock, metrics
+from . import ablate_figures, checkpoint, config, lock, metrics, settings_file
 from .config import Config
 from .errors import CheckpointError, Interrupted, UsageError
+from .statistics import compare
 from .train import command, fit
 
 SOLVERS = ("euler", "lm", "midpoint", "rk4", "polynet", "revnet", "lm+sd")
-COLUMNS = ("solver", "parameters", "evaluations", "acc_mean", "acc_std", "seeds", "seconds")
+COLUMNS = ("name", "model", "solver", "parameters", "evaluations", "acc_mean", "acc_std", "err_mean", "err_std",
+           "seeds", "baseline", "diff_mean", "ci_low", "ci_high", "p_value", "paired", "verdict", "detectable",
+           "paper_error", "seconds")
+FILES = ("ablation.csv", "ablation.json", "ablation.png", "ablation-params.png")
 RESULT = {"config": dict, "test_acc": float, "test_loss": float, "seconds": float, "parameters": int,
           "evaluations": int, "history": list}
 """The fields of a run's result.json that the ablation reads, and their types."""
@@ -32,59 +40,131 @@ HISTORY = {"test_acc": float, "train_loss": float}
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("ablate", help="train one architecture under several solvers and compare them",
-                              description="Train one architecture under several solvers, a few seeds each, and "
-                                          "tabulate parameters, f-evaluations, test accuracy and time. With no "
-                                          "arguments: resnet20 on the digits, a few minutes on a 2-core CPU.")
+    p = subparsers.add_parser("ablate", help="train architectures under several solvers and compare them",
+                              description="Train one or more architectures under several solvers, a few seeds "
+                                          "each; tabulate parameters, f-evaluations, test accuracy and error, time, "
+                                          "and each row's difference from a baseline row with a 95% confidence "
+                                          "interval, a p-value and a verdict. With no arguments: resnet20 on the "
+                                          "digits, a few minutes on a 2-core CPU.")
     config.add_arguments(p, solver=False)
+    settings_file.add_argument(p)
+    p.add_argument("--models", metavar="A,B,...", help="comma-separated architectures: runs the grid models x "
+                   "solvers x seeds, rows named model/solver (default: --model)")
     p.add_argument("--solvers", default=",".join(SOLVERS),
                    help=f"comma-separated solvers; +sd adds stochastic depth (default: {','.join(SOLVERS)})")
-    p.add_argument("--seeds", type=int, default=5, help="runs per solver, with seeds --seed, --seed + 1, ... "
+    p.add_argument("--seeds", type=int, default=5, help="runs per row, with seeds --seed, --seed + 1, ... "
                    "(default 5)")
+    p.add_argument("--baseline", metavar="NAME", help="the row the others are compared with: a solver (with "
+                   "several models, each model's row under it) or a row model/solver (default: the first solver)")
+    p.add_argument("--label", metavar="TEXT", help="a line shown above the table and on the figures, e.g. what "
+                   "the study stands in for")
+    p.add_argument("--paper-error", action="append", metavar="NAME=ERROR", help="a published test error (%%) "
+                   "to show beside row NAME (repeatable)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    base, _ = config.from_args(args)
-    base = base.resolved()
-    specs = [s.strip() for s in args.solvers.split(",") if s.strip()]
-    if not specs:
-        raise UsageError("--solvers is empty; give e.g. euler,lm,rk4")
+    given, _ = config.from_args(args)
+    if args.models and args.model:
+        raise UsageError("give --model or --models, not both")
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
-    out = Path(args.out or f"runs/ablate-{base.data}-{base.model}")
-    runs = {spec: [_config(base, spec, base.seed + i, out) for i in range(args.seeds)] for spec in specs}
-    for cfgs in runs.values():  # every name checked before anything is trained
+    models = _names(args.models, "--models") if args.models else [given.resolved().model]
+    specs = _names(args.solvers, "--solvers")
+    out = Path(args.out or f"runs/ablate-{given.data}-{'-'.join(models)}")
+    plan = {name: [_config(given, model, spec, given.seed + i, out / "runs" / name) for i in range(args.seeds)]
+            for name, (model, spec) in _rows(models, specs).items()}
+    for cfgs in plan.values():  # every name checked before anything is trained
         cfgs[0].check()
+    baselines = _baselines(args.baseline or specs[0], models, specs)
+    paper = _paper_errors(args.paper_error or [], plan)
+    if args.label and not given.quiet:
+        print(args.label, flush=True)
     results: dict[str, list[dict]] = {}
+    width = max(len(name) for name in plan)
     try:
-        for spec, cfgs in runs.items():
+        for name, cfgs in plan.items():
             for cfg in cfgs:
-                result, reused = _train(cfg)
-                results.setdefault(spec, []).append(result)
-                if not base.quiet:
-                    print(f"{spec:>10} seed {cfg.seed}: test accuracy {100 * result['test_acc']:.2f}%, "
+                result, reused = run_one(cfg)
+                results.setdefault(name, []).append(result)
+                if not given.quiet:
+                    print(f"{name:>{width}} seed {cfg.seed}: test accuracy {100 * result['test_acc']:.2f}%, "
                           f"{result['seconds']:.1f}s{' (reused)' if reused else ''}", flush=True)
     except Interrupted as e:
         raise Interrupted(f"{e}\nrerun the same command to go on (finished runs are reused):\n  "
                           f"{command(getattr(args, 'argv', None))}", e.exit_code - 128) from None
-    rows = table(results)
-    title = f"{base.model} on {base.data}, {base.epochs} epochs, {args.seeds} seed(s) each"
+    rows = table(results, baselines, paper)
+    first = plan[next(iter(plan))][0]
+    title = f"{', '.join(models)} on {first.data}, {first.epochs} epochs, {args.seeds} seed(s) each"
+    if first.train_subset:
+        title += f", {first.train_subset:,} training images"
+    title = "\n".join(filter(None, [args.label, title]))
+    shared = {k: v for k, v in asdict(first).items() if k not in ("model", "solver", "seed", "out")}
+    settings = {"models": models, "solvers": specs, "seeds": args.seeds, "baseline": args.baseline or specs[0],
+                "label": args.label, "paper_error": paper, "config": args.config,
+                "run": {**shared, "options": given.options}}  # resolved, as the first row ran them
     print(format_table(rows, title))
-    write(out, rows, results, title)
-    print(f"results in {out}: ablation.csv, ablation.json, ablation.png")
+    write(out, rows, results, title, settings)
+    print(f"results in {out}: {', '.join(FILES)}")
     return 0
 
 
-def _config(base: Config, spec: str, seed: int, out: Path) -> Config:
+def _names(text: str, flag: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise UsageError(f"{flag} is empty; give a comma-separated list")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"{flag} lists {', '.join(twice)} more than once")
+    return names
+
+
+def _rows(models: list[str], specs: list[str]) -> dict[str, tuple[str, str]]:
+    """Row name -> (model, solver spec): the solver alone for one model, else model/solver."""
+    return {(spec if len(models) == 1 else f"{model}/{spec}"): (model, spec) for model in models for spec in specs}
+
+
+def _baselines(name: str, models: list[str], specs: list[str]) -> dict[str, str]:
+    """Row name -> the name of the row it is compared with. ``name`` is a solver (each
+    model's row under that solver) or a row's full name."""
+    rows = _rows(models, specs)
+    if name in specs:
+        own = {model: row for row, (model, spec) in rows.items() if spec == name}
+        return {row: own[model] for row, (model, _) in rows.items()}
+    if name in rows:
+        return {row: name for row in rows}
+    raise UsageError(f"--baseline {name!r} is neither a solver of --solvers ({', '.join(specs)}) nor a row "
+                     f"({', '.join(rows)})")
+
+
+def _paper_errors(pairs: list[str], plan: dict) -> dict[str, float]:
+    """Row name -> published test error (%), from NAME=ERROR pairs; names of no row are left out with a note."""
+    errors = {}
+    for pair in pairs:
+        name, sep, value = pair.rpartition("=")
+        try:
+            errors[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise UsageError(f"--paper-error takes NAME=ERROR with ERROR a test error in %, got {pair!r}")
+    unknown = sorted(set(errors) - set(plan))
+    if unknown:  # e.g. an experiment file's numbers for models the command line replaced
+        print(f"odenets ablate: --paper-error for {', '.join(unknown)} left out: not rows of this study "
+              f"({', '.join(plan)})", file=sys.stderr)
+    return {name: error for name, error in errors.items() if name in plan}
+
+
+def _config(given: Config, model: str, spec: str, seed: int, folder: Path) -> Config:
     solver, options = config.split_solver(spec)
-    return replace(base, solver=solver, options={**base.options, **options}, seed=seed,
-                   out=str(out / "runs" / spec / f"seed{seed}"))
+    return replace(given, model=model, solver=solver, options={**given.options, **options}, seed=seed,
+                   out=str(folder / f"seed{seed}")).resolved()
 
 
-def _train(cfg: Config) -> tuple[dict, bool]:
-    """The run's result: the recorded one if it finished before, else trained (on from
-    its checkpoint if it was interrupted); all while holding the run's folder."""
+def run_one(cfg: Config) -> tuple[dict, bool]:
+    """One run of the study, into its own folder ``cfg.out``: the recorded result if it
+    finished before, else trained (on from its checkpoint if it was interrupted); all
+    while holding the run's folder. Returns the result and whether it was reused."""
     folder = Path(cfg.out)
     with lock.hold(folder):
         done = folder / "result.json"
@@ -134,61 +214,80 @@ def _same(cfg: Config, saved: dict, path: Path) -> None:
         raise UsageError(f"{path} belongs to a run with other settings ({'; '.join(differ)}); use another --out")
 
 
-def table(results: dict[str, list[dict]]) -> list[dict]:
-    """One row per solver: mean and sample standard deviation of the final test accuracy."""
+def accuracies(runs: list[dict]) -> dict[int, float]:
+    """Seed -> final test accuracy in %, of one row's runs."""
+    return {r["config"]["seed"]: 100 * r["test_acc"] for r in runs}
+
+
+def table(results: dict[str, list[dict]], baselines: Optional[dict[str, str]] = None,
+          paper: Optional[dict[str, float]] = None) -> list[dict]:
+    """One row per name: mean and sample standard deviation over seeds of the final test
+    accuracy and error (%), and the comparison with its baseline row (default: the
+    first), in accuracy points (:func:`statistics.compare`)."""
+    first = next(iter(results))
     rows = []
-    for spec, runs in results.items():
-        accs = [100 * r["test_acc"] for r in runs]
-        rows.append({"solver": spec, "parameters": runs[0]["parameters"], "evaluations": runs[0]["evaluations"],
-                     "acc_mean": statistics.fmean(accs), "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                     "seeds": len(runs), "seconds": statistics.fmean(r["seconds"] for r in runs)})
+    for name, runs in results.items():
+        accs = accuracies(runs)
+        mean, std = statistics.fmean(accs.values()), statistics.stdev(accs.values()) if len(accs) > 1 else 0.0
+        cfg = runs[0]["config"]
+        base = (baselines or {}).get(name, first)
+        row = {"name": name, "model": cfg["model"], "solver": name.rpartition("/")[2],
+               "parameters": runs[0]["parameters"], "evaluations": runs[0]["evaluations"],
+               "acc_mean": mean, "acc_std": std, "err_mean": 100 - mean, "err_std": std, "seeds": len(runs),
+               "baseline": base, "paper_error": (paper or {}).get(name),
+               "seconds": statistics.fmean(r["seconds"] for r in runs)}
+        if name == base:
+            row.update(diff_mean=0.0, ci_low=None, ci_high=None, p_value=None, paired=None, verdict="baseline",
+                       detectable=None)
+        else:
+            row.update(compare(accs, accuracies(results[base])).as_dict())
+        rows.append(row)
     return rows
 
 
 def format_table(rows: list[dict], title: str = "") -> str:
-    head = ("solver", "params", "f-evals", "test acc (%)", "time (s)")
-    body = [(r["solver"], f"{r['parameters']:,}", str(r["evaluations"]),
-             f"{r['acc_mean']:.2f} ± {r['acc_std']:.2f}", f"{r['seconds']:.1f}") for r in rows]
+    """The table as text, with a legend that says how to read the comparison."""
+    paper = any(r.get("paper_error") is not None for r in rows)
+    head = ("solver" if all(r["name"] == r["solver"] for r in rows) else "model/solver", "params", "f-evals", "test acc (%)", "test err (%)", *(("paper err (%)",) if paper else ()),
+            "diff (points) [95% CI]", "p", "verdict", "time (s)")
+    body = []
+    for r in rows:
+        if r["verdict"] == "baseline":
+            diff, p = "(baseline)", ""
+        elif r["ci_low"] is None:
+            diff, p = f"{r['diff_mean']:+.2f}", "-"
+        else:
+            diff, p = f"{r['diff_mean']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]", _p(r["p_value"])
+        verdict = r["verdict"]
+        if r["detectable"] is not None:
+            verdict = f"none detected (could see {r['detectable']:.2f})"
+        paper_cell = (f"{r['paper_error']:.2f}" if r.get("paper_error") is not None else "",) if paper else ()
+        body.append((r["name"], f"{r['parameters']:,}", str(r["evaluations"]),
+                     f"{r['acc_mean']:.2f} ± {r['acc_std']:.2f}", f"{r['err_mean']:.2f} ± {r['err_std']:.2f}",
+                     *paper_cell, diff, p, verdict, f"{r['seconds']:.1f}"))
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
-    lines = ["  ".join(x.ljust(w) if i == 0 else x.rjust(w) for i, (x, w) in enumerate(zip(line, widths)))
+    left = {0, len(head) - 2}
+    lines = ["  ".join(x.ljust(w) if i in left else x.rjust(w) for i, (x, w) in enumerate(zip(line, widths))).rstrip()
              for line in (head, *body)]
-    return "\n".join(([title] if title else []) + [lines[0], "-" * len(lines[0])] + lines[1:])
+    bases = sorted({r["baseline"] for r in rows})
+    legend = (f"diff: mean test accuracy minus the baseline's ({', '.join(bases)}), in points, with its 95% "
+              "confidence interval;\np: two-sided, from a t-test paired by seed (Welch's when the seeds differ); "
+              "better/worse: p < 0.05;\ncould see: the smallest difference these seeds detect with 80% power. "
+              "Error is 100 - accuracy.")
+    return "\n".join(([title] if title else []) + [lines[0], "-" * len(lines[0])] + lines[1:] + [legend])
 
 
-def write(out: Path, rows: list[dict], results: dict[str, list[dict]], title: str = "") -> None:
-    """ablation.csv (the table), ablation.json (the table and every run) and ablation.png."""
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def write(out: Path, rows: list[dict], results: dict[str, list[dict]], title: str = "",
+          settings: Optional[dict] = None) -> None:
+    """ablation.csv (the table), ablation.json (the settings, the table and every run)
+    and the figures ablation.png and ablation-params.png."""
     metrics.write_csv(out / "ablation.csv", rows, COLUMNS)
-    runs = {spec: [{k: r[k] for k in ("config", "test_acc", "test_loss", "seconds", "history")} for r in rs]
-            for spec, rs in results.items()}
-    metrics.write_json(out / "ablation.json", {"table": rows, "runs": runs})
-    figure(out / "ablation.png", rows, results, title)
-
-
-def figure(path: Path, rows: list[dict], results: dict[str, list[dict]], title: str = "") -> None:
-    """Left: each solver's final test accuracy per seed (dots) and mean +- std (bar);
-    middle and right: test accuracy and training loss per epoch, mean over seeds."""
-    from matplotlib.ticker import MaxNLocator
-
-    fig = new_figure(15, 4.5)
-    spread, accuracy, loss = fig.subplots(1, 3)
-    for i, row in enumerate(rows):
-        runs = results[row["solver"]]
-        color = f"C{i % 10}"
-        spread.scatter([i] * len(runs), [100 * r["test_acc"] for r in runs], s=16, alpha=0.6, color=color)
-        spread.errorbar(i, row["acc_mean"], yerr=row["acc_std"], fmt="_", color=color, capsize=6, markersize=18)
-        epochs = min(len(r["history"]) for r in runs)
-        x = range(1, epochs + 1)
-        mean = lambda key, scale=1.0: [scale * statistics.fmean(r["history"][e][key] for r in runs)  # noqa: E731
-                                       for e in range(epochs)]
-        accuracy.plot(x, mean("test_acc", 100), label=row["solver"], color=color)
-        loss.plot(x, mean("train_loss"), label=row["solver"], color=color)
-    spread.set_xticks(range(len(rows)), [r["solver"] for r in rows], rotation=30)
-    spread.set_xlim(-0.5, len(rows) - 0.5)
-    for ax in (accuracy, loss):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    spread.set(ylabel="final test accuracy (%)", title="accuracy over seeds")
-    accuracy.set(xlabel="epoch", ylabel="test accuracy (%)", title="learning curves")
-    loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="training loss")
-    accuracy.legend(fontsize="small")
-    fig.suptitle(title)
-    save_png(fig, path, dpi=110)
+    runs = {name: [{k: r[k] for k in ("config", "test_acc", "test_loss", "seconds", "history")} for r in rs]
+            for name, rs in results.items()}
+    metrics.write_json(out / "ablation.json", {"settings": settings or {}, "table": rows, "runs": runs})
+    ablate_figures.comparison(out / "ablation.png", rows, results, title)
+    ablate_figures.parameters(out / "ablation-params.png", rows, title)

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Optional
 
-from . import ablate, analyze, evaluate, train
+from . import ablate, analyze, evaluate, settings_file, train
 from .distributed import teardown
 from .errors import AppError
 
@@ -32,9 +32,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     args.argv = argv
     try:
+        if getattr(args, "config", None):
+            args = p.parse_args(settings_file.expand(argv, args))
+            args.argv = argv
         return args.func(args) or 0
     except AppError as e:
         print(f"odenets {args.command}: error: {e}", file=sys.stderr)

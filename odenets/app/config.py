@@ -40,6 +40,7 @@ class Config:
     milestones: Optional[list[float]] = None
     seed: int = 0
     image_size: Optional[int] = None
+    train_subset: Optional[int] = None
     amp: bool = False
     # below: may differ when a run is resumed
     device: Optional[str] = None
@@ -88,7 +89,7 @@ class Config:
                              f"(optionally with +{' or +'.join(VARIANTS)})")
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise UsageError(f"--on-bad-image must be one of: {', '.join(ON_BAD_IMAGE)}")
-        for name in ("epochs", "batch_size", "image_size"):
+        for name in ("epochs", "batch_size", "image_size", "train_subset"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -211,6 +212,8 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
                    help="fractions of the epochs at which the rate is divided by 10 (default: 0.5 0.75)")
     p.add_argument("--seed", type=int)
     p.add_argument("--image-size", type=int, help="imagefolder: side of the crops (default 224)")
+    p.add_argument("--train-subset", type=int, metavar="N", help="train on N images of the training set, "
+                   "stratified by class and drawn with the seed (default: all); the test set stays whole")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision: bfloat16 on CPU, float16 with gradient scaling on CUDA")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available, else cpu)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 from .errors import DataError
 
@@ -54,6 +54,35 @@ def load(name: str, root: str = "data", download: bool = False, on_bad_image: st
     if name in _CIFAR:
         return cifar(name, Path(root), download, on_bad_image)
     return image_folder(Path(root), image_size or 224, on_bad_image)
+
+
+def subset(data: Data, n: int, seed: int) -> Data:
+    """``data`` with ``n`` of its training images, drawn with ``seed`` and stratified
+    (each class in its share of the training set, as scikit-learn's splitter rounds
+    it); the test set stays whole. For short proxies of a study."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    labels = targets(data.train)
+    if not data.num_classes <= n <= len(labels):
+        raise DataError(f"--train-subset must lie between {data.num_classes} (one image per class) and "
+                        f"{len(labels)} (the whole training set), got {n}")
+    if n == len(labels):
+        return data
+    keep, _ = train_test_split(np.arange(len(labels)), train_size=n, stratify=labels, random_state=seed % 2**32)
+    return Data(Subset(data.train, sorted(keep.tolist())), data.test, data.classes, data.in_chans)
+
+
+def targets(dataset: Dataset) -> list[int]:
+    """The class of every item of a data set of this module, read without loading the images."""
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[1].tolist()
+    if isinstance(dataset, ImageFiles):
+        return [label for _, label in dataset.samples]
+    if isinstance(dataset, Subset):
+        every = targets(dataset.dataset)
+        return [every[i] for i in dataset.indices]
+    return list(dataset.targets)  # torchvision's CIFAR
 
 
 def digits(test_fraction: float = 0.25, split_seed: int = 0) -> Data:

@@ -27,11 +27,14 @@ from tqdm import tqdm
 
 from odenets.files import remove_temporaries
 
-from . import checkpoint, config, data, distributed, lock, metrics, models, optimizer, recipe, seeding, signals
+from . import checkpoint, config, data, distributed, lock, metrics, models, optimizer, recipe, seeding, settings_file, signals
 from .config import Config
 from .distributed import Context
 from .errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError
 from .evaluate import autocast, evaluate, test_loader
+
+SUBSET_STREAM = 2
+"""The random stream that draws a ``--train-subset``: derive(seed, 0, 0, 2), the same on every process."""
 
 OnStep = Callable[[nn.Module, int, int], None]
 """Called after every optimizer step with (model, epoch, step): a hook for tests and tools."""
@@ -93,6 +96,8 @@ class _Run:
 
         seeding.seed_everything(cfg.seed)
         self.data = data.load(cfg.data, cfg.data_dir, cfg.download, cfg.on_bad_image, cfg.image_size)
+        if cfg.train_subset is not None:
+            self.data = data.subset(self.data, cfg.train_subset, seeding.derive(cfg.seed, 0, 0, SUBSET_STREAM))
         self.model = model = models.build(cfg, self.data.num_classes, self.data.in_chans).to(ctx.device)
         sample = self.data.train[0][0].unsqueeze(0).to(ctx.device)
         self.parameters, self.evaluations = models.parameters(model), models.evaluations(model, sample)
@@ -311,6 +316,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train one network", description="Train a network from the zoo on a "
                               "data set, with a checkpoint and a log line every epoch.")
     config.add_arguments(p)
+    settings_file.add_argument(p)
     p.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
                    help="continue from CHECKPOINT (a file or a run's folder; alone: the one in --out)")
     p.set_defaults(func=run)
