@@ -15,6 +15,18 @@ _COEF = re.compile(r"coefs\.(\d+)\.(.+)")
 _SHORTCUT = re.compile(r"fns\.(\d+)\.(?:0\.)?shortcut\.(.+)")
 
 
+def upgrade(model: nn.Module, state_dict: dict) -> dict:
+    """``state_dict`` (of ``model``) with 0.1's keys of every ODENet in it renamed:
+    what loading it would do, for a caller that compares keys first."""
+    from .odenet import ODENet
+
+    state = dict(state_dict)
+    for name, m in model.named_modules():
+        if isinstance(m, ODENet):
+            map_v1_keys(m, state, f"{name}." if name else "")
+    return state
+
+
 def map_v1_keys(net: nn.Module, state_dict: dict, prefix: str, *args) -> None:
     """A ``load_state_dict`` pre-hook of ODENet: rename 0.1's keys of ``net`` in place.
     A key is renamed only where today's net has no such key of its own (a module that

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from odenets.app import cli
-from odenets.app.config import Config, from_args, parse_options, split_solver
+from odenets.app.config import Config, from_args, parse_options
 from odenets.app.recipe import lr_at, recipe
 
 
@@ -49,13 +49,11 @@ def test_flags_become_settings():
     args = cli.parser().parse_args(["train", "--data", "cifar10", "--solver", "lm+sd", "--survival", "0.8",
                                     "--opt", "k_init=0.0", "--opt", "channels=[16, 32]", "--lr", "0.05"])
     cfg, given = from_args(args)
-    assert cfg.solver == "lm" and cfg.options == {"noise": "stochastic_depth", "survival": 0.8, "k_init": 0.0,
-                                                  "channels": [16, 32]}
+    assert cfg.solver == "lm+sd" and cfg.options == {"survival": 0.8, "k_init": 0.0, "channels": [16, 32]}
     assert {"data", "solver", "options", "lr"} <= given and "epochs" not in given
     full = cfg.resolved()
     assert (full.model, full.epochs, full.batch_size, full.lr) == ("resnet20", 160, 128, 0.05)
-    assert full.out == "runs/cifar10-resnet20-lm-seed0"
-    assert split_solver("euler+ss") == ("euler", {"noise": "shake_shake"})
+    assert full.out == "runs/cifar10-resnet20-lm+sd-seed0"
     assert parse_options(["name=plain text"]) == {"name": "plain text"}
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Optional, Sequence, Union
 
+from solvers import SolverSpec
+
 from .preact import authors_resnet
 from .registry import register_model
 from .resnet import ResNet, Stage, build
@@ -76,10 +78,13 @@ def imagenet_resnet(block: str, layers: Sequence[int], num_classes: int = 1000, 
 
 
 def _stochastic_depth_lm(depth: int, p_last: float, num_classes: int = 10, in_chans: int = 3,
-                         solver: str = "lm", noise: Optional[str] = "batch_drop",
+                         solver: str = "lm", noise: Optional[str] = None,
                          survival: Optional[Union[float, Sequence[float]]] = None, **options) -> ResNet:
-    """The authors' network with their stochastic depth, p_L = ``p_last`` unless given."""
-    if noise is not None and survival is None:
+    """The authors' network with their stochastic depth (``batch_drop``, unless ``noise`` or
+    the solver's variant names another), p_L = ``p_last`` unless given."""
+    if noise is None and SolverSpec.parse(solver).noise is None:
+        noise = "batch_drop"
+    if survival is None:
         survival = p_last
     return authors_resnet(depth, "basic", num_classes, in_chans, solver, noise=noise, survival=survival, **options)
 

@@ -156,9 +156,7 @@ def _paper_errors(pairs: list[str], plan: dict) -> dict[str, float]:
 
 
 def _config(given: Config, model: str, spec: str, seed: int, folder: Path) -> Config:
-    solver, options = config.split_solver(spec)
-    return replace(given, model=model, solver=solver, options={**given.options, **options}, seed=seed,
-                   out=str(folder / f"seed{seed}")).resolved()
+    return replace(given, model=model, solver=spec, seed=seed, out=str(folder / f"seed{seed}")).resolved()
 
 
 def run_one(cfg: Config) -> tuple[dict, bool]:

@@ -16,12 +16,19 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from odenets.compat import upgrade
 from odenets.files import atomic_write
 
 from .config import validate
 from .errors import CheckpointError
 
-FORMAT, VERSION = "odenets-checkpoint", 1
+FORMAT, VERSION = "odenets-checkpoint", 2
+READS = (1, 2)
+"""Version 1 (odenets 0.1) kept step coefficients and shortcuts in the ODENet's own lists
+and named He et al.'s CIFAR networks under LM ``lm_resnetN``: it is read and mapped
+(:func:`_from_version_1`, :func:`odenets.compat.upgrade`)."""
+_V1_LM_CIFAR = {f"lm_resnet{d}": f"resnet{d}" for d in (8, 14, 20, 32, 44, 56, 110, 164)}
+_V1_SD = {"lm_resnet56_sd": ("resnet56", 0.8), "lm_resnet110_sd": ("resnet110", 0.5)}
 _FIELDS = {"format": str, "version": int, "config": dict, "model": dict, "optimizer": dict, "scaler": dict,
            "epoch": int, "batch": int, "step": int, "partial": dict, "history": list, "rng": list,
            "world_size": int}
@@ -62,9 +69,11 @@ def load(path: Union[str, Path]) -> dict:
             else f"a {type(state).__name__}"
         raise CheckpointError(f"{path} is not an odenets checkpoint: it holds {what}. A checkpoint is written by "
                               "`odenets train` as <out>/checkpoint.pt")
-    if state.get("version") != VERSION:
+    if state.get("version") not in READS:
         raise CheckpointError(f"{path} is a checkpoint of version {state.get('version')!r}; this odenets reads "
-                              f"version {VERSION}")
+                              f"versions {', '.join(map(str, READS))}")
+    if state["version"] == 1 and isinstance(state.get("config"), dict):
+        state["config"] = _from_version_1(state["config"])
     for key, kind in _FIELDS.items():
         if not isinstance(state.get(key), kind):
             raise CheckpointError(f"{path} is damaged: field {key!r} is missing or not a {kind.__name__}")
@@ -101,10 +110,27 @@ def check_classes(state: dict, classes: list[str], where: str) -> None:
                               "data it was trained on")
 
 
+def _from_version_1(config: dict) -> dict:
+    """A version-1 run's settings for today's zoo: its ``lm_resnetN`` (CIFAR) was
+    He et al.'s ``resnetN`` under LM (today's ``lm_resnetN`` is the authors' network), and
+    its ``lm_resnet56_sd``/``lm_resnet110_sd`` that with Huang et al.'s stochastic depth."""
+    model, solver, options = config.get("model"), config.get("solver"), dict(config.get("options") or {})
+    if model in _V1_LM_CIFAR:
+        return {**config, "model": _V1_LM_CIFAR[model], "solver": solver or "lm"}
+    if model in _V1_SD:
+        name, p_last = _V1_SD[model]
+        options.setdefault("noise", "stochastic_depth")
+        options.setdefault("survival", p_last)
+        return {**config, "model": name, "solver": solver or "lm", "options": options}
+    return config
+
+
 def restore(module: Union[nn.Module, torch.optim.Optimizer], state: dict, path: Union[str, Path], what: str) -> None:
     """Load ``state`` into ``module`` (a model or an optimizer), first checking that it
     fits: a mismatch is a CheckpointError that names the checkpoint and the first
     missing or unexpected entry, or the first shape that differs."""
+    if isinstance(module, nn.Module):
+        state = upgrade(module, state)
     problem = _misfit(module, state)
     if problem:
         raise CheckpointError(f"{path}: the saved {what} does not fit this run's {what}: {problem}")

@@ -14,14 +14,13 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
+import solvers
 from odenets.hints import describe, fits
 
 from .data import DATASETS, ON_BAD_IMAGE
 from .errors import CheckpointError, UsageError
 from .recipe import recipe
 
-VARIANTS = {"sd": {"noise": "stochastic_depth"}, "ss": {"noise": "shake_shake"}}
-"""Solver suffixes: ``lm+sd`` is lm with stochastic depth, ``euler+ss`` with shake-shake."""
 
 
 @dataclass
@@ -55,9 +54,13 @@ class Config:
     ENVIRONMENT = ("device", "compile", "workers", "data_dir", "download", "on_bad_image", "out", "quiet")
 
     def resolved(self) -> "Config":
-        """A copy with every unset hyper-parameter taken from the data set's recipe."""
+        """A copy with every unset hyper-parameter taken from the data set's recipe, and
+        the solver in its one spelling: its noise in its name (``lm+sd``), not in the options."""
         r = recipe(self.data, self.model or "")
         values = asdict(self)
+        if self.solver is not None and "noise" in self.options:
+            values["solver"] = self._spec().label
+            values["options"] = {k: v for k, v in self.options.items() if k != "noise"}
         for name in ("model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "milestones"):
             if values[name] is None:
                 values[name] = list(getattr(r, name)) if name == "milestones" else getattr(r, name)
@@ -67,8 +70,23 @@ class Config:
 
     @property
     def label(self) -> str:
-        """How tables and folders name the solver: ``lm``, ``lm+sd``, ``default``."""
-        return self.solver or "default"
+        """How tables, folders and ``odenets eval`` name the solver, noise included: ``lm``,
+        ``lm+sd``, ``default`` (the model's own), ``default+sd``."""
+        noise = self.options.get("noise")
+        if self.solver is None:
+            return "default" + "".join(f"+{k}" for k, v in solvers.VARIANTS.items() if v == noise)
+        try:
+            return self._spec().label
+        except UsageError:  # a conflict that check() reports; a label names what was asked
+            return self.solver
+
+    def _spec(self) -> solvers.SolverSpec:
+        """The solver's name, its variant and --noise, parsed once (the zoo checks the scheme's options)."""
+        try:
+            return solvers.SolverSpec.parse(self.solver, noise=self.options.get("noise"))
+        except ValueError as e:
+            raise UsageError(f"{e} (solvers: {', '.join(solvers.available())}, optionally with "
+                             f"+{' or +'.join(solvers.VARIANTS)})") from None
 
     def run_settings(self) -> dict:
         """The settings that define the run: what a resumed run must share."""
@@ -77,16 +95,14 @@ class Config:
     def check(self) -> "Config":
         """Raise a UsageError naming the choices for an unknown data set, model or solver,
         or a bad number; cheap, so done before any data is read."""
-        import solvers
         import zoo
 
         if self.data not in DATASETS:
             raise UsageError(f"unknown data set {self.data!r}; choose one of: {', '.join(DATASETS)}")
         if self.model is not None and self.model not in zoo.list_models():
             raise UsageError(f"unknown model {self.model!r}; choose one of: {', '.join(zoo.list_models())}")
-        if self.solver is not None and self.solver not in solvers.available():
-            raise UsageError(f"unknown solver {self.solver!r}; choose one of: {', '.join(solvers.available())} "
-                             f"(optionally with +{' or +'.join(VARIANTS)})")
+        if self.solver is not None:
+            self._spec()
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise UsageError(f"--on-bad-image must be one of: {', '.join(ON_BAD_IMAGE)}")
         for name in ("epochs", "batch_size", "image_size", "train_subset"):
@@ -147,18 +163,6 @@ def known(saved: dict) -> dict:
     return {k: v for k, v in saved.items() if k in names}
 
 
-def split_solver(spec: str) -> tuple[str, dict]:
-    """``'lm+sd'`` -> ``('lm', {'noise': 'stochastic_depth'})``."""
-    name, *suffixes = spec.split("+")
-    options = {}
-    for s in suffixes:
-        if s not in VARIANTS:
-            raise UsageError(f"unknown solver variant +{s} in {spec!r}; known: "
-                             + ", ".join(f"+{k} ({v['noise']})" for k, v in VARIANTS.items()))
-        options.update(VARIANTS[s])
-    return name, options
-
-
 def parse_options(pairs: list[str]) -> dict[str, Any]:
     """``['k_init=0.0', 'preact=true']`` -> ``{'k_init': 0.0, 'preact': True}``: true and
     false (any case) are booleans, none is None, numbers and lists of them are numbers,
@@ -194,7 +198,9 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     if solver:
         p.add_argument("--solver", metavar="NAME", help="scheme that unrolls the residual blocks, e.g. euler, lm, "
                        "rk4, polynet, revnet, lm+sd (default: the model's own)")
-    p.add_argument("--noise", choices=("stochastic_depth", "shake_shake"), help="noise on the residual terms")
+    p.add_argument("--noise", choices=solvers.NOISES, help="noise on the residual terms: stochastic_depth (Huang et al.'s, "
+                   "per sample), batch_drop (the LM-ResNet authors', per mini-batch) or shake_shake; the same as "
+                   "the solver's +sd, +bd, +ss")
     p.add_argument("--survival", type=float, metavar="P", help="stochastic depth: survival of the last block")
     p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="a model or solver option, e.g. k_init=0.0 "
                    "or preact=false (repeatable; true/false in any case, none, numbers and lists are typed, the rest "
@@ -232,7 +238,7 @@ def from_args(args: argparse.Namespace) -> tuple[Config, set[str]]:
     values = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name, None) is not None}
     options = {}
     if getattr(args, "solver", None):
-        values["solver"], options = split_solver(args.solver)
+        values["solver"] = args.solver
     if args.noise:
         options["noise"] = args.noise
     if args.survival is not None:
