@@ -12,7 +12,7 @@ import ast
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
-from .data import DATASETS, ON_BAD_IMAGE
+from .data import DATASETS, LOADERS, ON_BAD_IMAGE, small_images
 from .errors import UsageError
 from .recipe import recipe
 
@@ -35,6 +35,7 @@ class Config:
     seed: int = 0
     image_size: Optional[int] = None
     amp: bool = False
+    flip: bool = True
     # below: may differ when a run is resumed
     device: Optional[str] = None
     compile: bool = False
@@ -44,12 +45,13 @@ class Config:
     on_bad_image: str = "stop"
     out: Optional[str] = None
     quiet: bool = False
+    loader: Optional[str] = None
 
-    ENVIRONMENT = ("device", "compile", "workers", "data_dir", "download", "on_bad_image", "out", "quiet")
+    ENVIRONMENT = ("device", "compile", "workers", "data_dir", "download", "on_bad_image", "out", "quiet", "loader")
 
     def resolved(self) -> "Config":
         """A copy with every unset hyper-parameter taken from the data set's recipe."""
-        r = recipe(self.data, self.model or "")
+        r = recipe(self.data, self.model or "", self.data == "imagefolder" and small_images(self.data_dir))
         values = asdict(self)
         for name in ("model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "milestones"):
             if values[name] is None:
@@ -82,6 +84,8 @@ class Config:
                              f"(optionally with +{' or +'.join(VARIANTS)})")
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise UsageError(f"--on-bad-image must be one of: {', '.join(ON_BAD_IMAGE)}")
+        if self.loader is not None and self.loader not in LOADERS:
+            raise UsageError(f"--loader must be one of: {', '.join(LOADERS)}")
         for name in ("epochs", "batch_size", "image_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -165,7 +169,10 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     p.add_argument("--milestones", type=float, nargs="+", metavar="FRACTION",
                    help="fractions of the epochs at which the rate is divided by 10 (default: 0.5 0.75)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--image-size", type=int, help="imagefolder: side of the crops (default 224)")
+    p.add_argument("--image-size", type=int, help="imagefolder: side of the crops (default: the images' own for "
+                   "small images, 224 for others)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="mirror training images at random (default); --no-flip where a mirror image changes the class")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision: bfloat16 on CPU, float16 with gradient scaling on CUDA")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available, else cpu)")
@@ -173,6 +180,8 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     p.add_argument("--workers", type=int, help="data-loading processes (default 0)")
     p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (default: ./data)")
     p.add_argument("--download", action="store_true", default=None, help="fetch CIFAR into --data-dir")
+    p.add_argument("--loader", choices=LOADERS, help="cache: small images (CIFAR's kind) decoded once into a tensor "
+                   "file and augmented on the device (default for them); pil: every image read by PIL every epoch")
     p.add_argument("--on-bad-image", choices=ON_BAD_IMAGE, help="an unreadable image stops the run (default) "
                    "or is skipped")
     p.add_argument("--out", metavar="DIR", help="folder for checkpoint, logs and results")
