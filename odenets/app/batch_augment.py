@@ -9,6 +9,7 @@ augmentation is a function of that seed alone, on any device.
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence
 
 import torch
@@ -17,9 +18,14 @@ import torch.nn.functional as F
 
 def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 N x C x H x W -> float32 ``(x / 255 - mean) / std``, as ToTensor + Normalize."""
-    m = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(-1, 1, 1)
-    s = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    m, s = _stats(tuple(mean), tuple(std), images.device)
     return images.to(torch.float32).div(255).sub(m).div(s)
+
+
+@functools.lru_cache(maxsize=16)
+def _stats(mean: tuple, std: tuple, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """mean and std as C x 1 x 1 tensors on ``device``, made once (not copied there every batch)."""
+    return tuple(torch.tensor(v, dtype=torch.float32, device=device).view(-1, 1, 1) for v in (mean, std))
 
 
 class BatchAugment:
@@ -41,11 +47,11 @@ class BatchAugment:
                  draws: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         """``images`` (uint8 N x C x H x W) augmented with ``draws``, by default drawn from ``generator``."""
         n, c, h, w = images.shape
-        top, left, mirrored = (t.to(images.device) for t in (draws or self.draw(n, generator)))
+        top, left, mirrored = torch.stack([t.long() for t in draws or self.draw(n, generator)]).to(images.device)
         padded = F.pad(images, (self.pad,) * 4)
         rows = top[:, None] + torch.arange(h, device=images.device)
         cols = left[:, None] + torch.arange(w, device=images.device)
-        cols = torch.where(mirrored[:, None], cols.flip(1), cols)
+        cols = torch.where(mirrored[:, None].bool(), cols.flip(1), cols)
         batch = torch.arange(n, device=images.device)[:, None, None, None]
         chans = torch.arange(c, device=images.device)[None, :, None, None]
         crops = padded[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]

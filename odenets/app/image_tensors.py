@@ -7,7 +7,7 @@ a GPU with room for them they are moved there once, so that no batch waits on th
 """
 from __future__ import annotations
 
-from typing import Callable, Collection, Iterator, Optional, Sequence
+from typing import Callable, Collection, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -42,24 +42,25 @@ class ImageTensors(Dataset):
         return self.images.device if isinstance(self.images, torch.Tensor) else torch.device("cpu")
 
     def to(self, device: torch.device) -> "ImageTensors":
-        """Move the images to a GPU ``device`` when they fit in :data:`DEVICE_SHARE` of its free memory."""
+        """Move the images (and labels) to a GPU ``device`` when they fit in
+        :data:`DEVICE_SHARE` of its free memory; elsewhere they stay where they are."""
         device = torch.device(device)
         if device.type == "cuda" and self.device != device:
-            nbytes = int(np.prod(self.images.shape))
-            if nbytes <= DEVICE_SHARE * torch.cuda.mem_get_info(device)[0]:
-                self.images = torch.from_numpy(np.ascontiguousarray(self.images)).to(device) \
-                    if not isinstance(self.images, torch.Tensor) else self.images.to(device)
+            if int(np.prod(self.images.shape)) <= DEVICE_SHARE * torch.cuda.mem_get_info(device)[0]:
+                images = self.images if isinstance(self.images, torch.Tensor) else \
+                    torch.from_numpy(np.array(self.images))  # a writable copy of the memory map
+                self.images, self.labels = images.to(device), self.labels.to(device)
         return self
 
-    def take(self, indices: Sequence[int], device: torch.device) -> torch.Tensor:
+    def take(self, indices: Union[Sequence[int], torch.Tensor], device: torch.device) -> torch.Tensor:
         """The uint8 images at ``indices``, on ``device``."""
         if isinstance(self.images, torch.Tensor):
-            rows = self.images[torch.as_tensor(indices, device=self.images.device)]
+            rows = self.images[torch.as_tensor(indices).to(self.images.device)]
         else:
             rows = torch.from_numpy(self.images[np.asarray(indices)])
         return rows.to(device, non_blocking=True)
 
-    def batch(self, indices: Sequence[int], device: torch.device,
+    def batch(self, indices: Union[Sequence[int], torch.Tensor], device: torch.device,
               generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (float32, normalised; augmented when a ``generator`` is given) and labels on ``device``."""
         images = self.take(indices, device)
@@ -67,7 +68,8 @@ class ImageTensors(Dataset):
             x = self.augment(images, generator)
         else:
             x = normalise(images, self.mean, self.std)
-        return x, self.labels[torch.as_tensor(indices)].to(device, non_blocking=True)
+        labels = self.labels[torch.as_tensor(indices).to(self.labels.device)]
+        return x, labels.to(device, non_blocking=True)
 
 
 class Batches:
@@ -82,7 +84,7 @@ class Batches:
         return -(-len(self.order) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = list(self.order)
+        order = torch.as_tensor(list(self.order), dtype=torch.long).to(self.data.labels.device)  # one copy an epoch
         for b, start in enumerate(range(0, len(order), self.batch_size)):
             generator = torch.Generator().manual_seed(self.seed(b)) if self.seed is not None else None
             yield self.data.batch(order[start:start + self.batch_size], self.device, generator)
