@@ -1,5 +1,7 @@
 """Data sets: the embedded digits, image folders (with unreadable files), CIFAR's
 folder lookup, and the seeded per-epoch data order."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,8 @@ from PIL import Image
 from odenets.app import data
 from odenets.app.errors import DataError
 from odenets.app.seeding import EpochSampler
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # torchvision's, the paper's
 
 
 def write_tree(root, classes=("cat", "dog"), per_class=3, size=12, split_test="test"):
@@ -123,3 +127,31 @@ def test_epoch_sampler_order_depends_on_seed_and_epoch_only():
     assert set().union(*shards) == set(range(10))
     full = order(5, 1)
     assert [i for pair in zip(*shards) for i in pair][:10] == full
+
+
+@pytest.mark.parametrize("loader", ["cache", "pil"])
+def test_cifar_from_torchvisions_files_is_served_as_the_same_images(monkeypatch, loader):
+    """torchvision's CIFAR arrays (here a stand-in for its class, with the files'
+    layout: N x 32 x 32 x 3 uint8) are used as they are, as tensors or through PIL."""
+    import torchvision
+
+    pixels = np.random.default_rng(1).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+
+    class FakeCIFAR10:
+        def __init__(self, root, train, download, transform=None):
+            self.data, self.targets, self.classes, self.transform = pixels, [0, 1, 2, 3, 4, 5], list("abcdef"), transform
+
+        def __getitem__(self, i):
+            return self.transform(Image.fromarray(self.data[i])), self.targets[i]
+
+        def __len__(self):
+            return len(self.data)
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
+    monkeypatch.setattr(Path, "is_dir", lambda self: self.name == "cifar-10-batches-py")
+    ds = data.load("cifar10", "somewhere", loader=loader)
+    assert ds.chosen["loader"] == loader and ds.num_classes == 6 and len(ds.train) == 6
+    expect = (pixels[3].transpose(2, 0, 1) / np.float32(255) - np.array(CIFAR10_MEAN, np.float32)[:, None, None]) \
+        / np.array(CIFAR10_STD, np.float32)[:, None, None]
+    np.testing.assert_allclose(ds.test[3][0].numpy(), expect, atol=1e-6)
+    assert ds.test[3][1] == 3 and ds.train[3][0].shape == (3, 32, 32)

@@ -96,6 +96,6 @@ def test_a_run_on_the_cache_resumes_to_the_same_weights(digits_folder, tmp_path)
     state = checkpoint.load(part / "checkpoint.pt")
     assert (state["epoch"], state["batch"]) == (0, 3)
     resumed = fit(config(part), state)
-    a, b = checkpoint.load(tmp_path / "whole" / "checkpoint.pt")["model"], checkpoint.load(part / "checkpoint.pt")["model"]
+    a, b = (checkpoint.load(run / "checkpoint.pt")["model"] for run in (tmp_path / "whole", part))
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
     assert resumed["test_acc"] == whole["test_acc"]

@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from . import image_modes, tensor_cache
+from .batch_augment import BatchAugment
 from .errors import DataError
 from .image_tensors import ImageTensors
-from .batch_augment import BatchAugment
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 ON_BAD_IMAGE = ("stop", "skip")
@@ -116,10 +115,10 @@ def cifar(name: str, root: Path, download: bool, on_bad_image: str = "stop", fli
         root = root.parent
     if _split_dirs(root) and not (root / folder).is_dir():
         train, test = _listed(root)
-        size = image_modes.survey(train.paths)
-        if (size.height, size.width) != (32, 32) and size.looked_at:
-            raise DataError(f"{name.upper()} images are 32x32, but those in {train.root} are {size.height}x"
-                            f"{size.width}; for other images use --data imagefolder")
+        found = image_modes.survey(train.paths)
+        if (found.height, found.width) != (32, 32) and found.looked_at:
+            raise DataError(f"{name.upper()} images are 32x32, but those in {train.root} are {found.height}x"
+                            f"{found.width}; for other images use --data imagefolder")
         return _small(train, test, 3, (32, 32), mean, std, flip, loader or "cache", on_bad_image)
     if not (root / folder).is_dir() and not download:
         raise DataError(f"no {name.upper()} found in {root}: looked for {root / folder} (torchvision's files) and "

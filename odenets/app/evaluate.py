@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, Subset
 
 from . import distributed
 from .distributed import Context
-from .image_tensors import Batches, ImageTensors
 from .errors import UsageError
+from .image_tensors import Batches, ImageTensors
 
 
 def autocast(device: torch.device, enabled: bool):

@@ -45,7 +45,8 @@ def load(root: Path, files: Sequence[str], shape: tuple[int, int, int], decode: 
     """The images of ``files`` as a read-only N x C x H x W uint8 array, memory-mapped
     from the cache, decoded with ``decode(path)`` (an H x W x C uint8 array) and stored
     first if needed; and the files ``decode`` could not read (index: reason), whose rows
-    hold zeros (``decode`` raises :class:`Unreadable` for them). ``decoding`` names how ``decode`` works (sizes, channels): part of the key."""
+    hold zeros (``decode`` raises :class:`Unreadable` for them). ``decoding`` says how
+    ``decode`` works (channels, size): it is part of the key."""
     base = folder() / key(root, files, decoding)
     npy, meta = base.with_suffix(".npy"), base.with_suffix(".json")
     found = _open(npy, meta, (len(files), *shape))

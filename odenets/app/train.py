@@ -105,10 +105,11 @@ class _Run:
                 if self._agree(stop.requested):
                     raise self._interrupted(stop)
         last = self.history[-1] if self.history else {}
-        result = {"config": asdict(cfg), "data_chosen": self.data.chosen, "label": cfg.label, "parameters": self.parameters,
-                  "evaluations": self.evaluations, "epochs": self.epoch, "test_acc": last.get("test_acc"),
-                  "test_loss": last.get("test_loss"), "seconds": sum(r["seconds"] for r in self.history),
-                  "history": self.history, "checkpoint": str(self.path)}
+        result = {"config": asdict(cfg), "data_chosen": self.data.chosen, "label": cfg.label,
+                  "parameters": self.parameters, "evaluations": self.evaluations, "epochs": self.epoch,
+                  "test_acc": last.get("test_acc"), "test_loss": last.get("test_loss"),
+                  "seconds": sum(r["seconds"] for r in self.history), "history": self.history,
+                  "checkpoint": str(self.path)}
         if ctx.main:
             metrics.write_json(self.out / "result.json", result)
         distributed.barrier(ctx)
@@ -124,7 +125,7 @@ class _Run:
         self.sampler.set_epoch(self.epoch, self.batch * self.per_process)
         self.loader_rng.manual_seed(seeding.derive(cfg.seed, self.epoch, ctx.rank, 1))
         started = time.perf_counter()
-        timer = _PlanTimer(self.plan if ctx.main and self.lines and not self.planned else None, len(self.loader))
+        timer = _PlanTimer(self._plan if ctx.main and self.lines and not self.planned else None, len(self.loader))
         self.planned = True
         self.net.train()
         batches = tqdm(self.loader, desc=f"epoch {self.epoch + 1}", initial=self.batch, leave=False,
@@ -174,7 +175,7 @@ class _Run:
             if self.lines:
                 bar.write(metrics.line(row, cfg.epochs), file=sys.stdout)
 
-    def plan(self, per_epoch: float, timed: int) -> None:
+    def _plan(self, per_epoch: float, timed: int) -> None:
         """Print the plan line: model, parameters, device, images, steps and time per epoch."""
         n = len(self.data.train)
         steps = -(-(-(-n // self.ctx.world)) // self.per_process)
@@ -271,11 +272,11 @@ class _PlanTimer:
             self.report = None
 
 
-def describe(cfg: Config, data_: data.Data) -> str:
+def describe(cfg: Config, ds: data.Data) -> str:
     """What the data decided for this run, in one line."""
-    c = data_.chosen
+    c = ds.chosen
     height, width = c["image_size"]
-    return (f"data: {cfg.data} in {cfg.data_dir}, {len(data_.train):,} training images, {data_.num_classes} classes, "
+    return (f"data: {cfg.data} in {cfg.data_dir}, {len(ds.train):,} training images, {ds.num_classes} classes, "
             f"{c['channels']} channel{'s' if c['channels'] > 1 else ''} at {height}x{width}; model {cfg.model}, "
             f"{cfg.epochs} epochs of {cfg.batch_size}; {c['augmentation']}; loader: {c['loader']}")
 
