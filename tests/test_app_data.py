@@ -155,3 +155,12 @@ def test_cifar_from_torchvisions_files_is_served_as_the_same_images(monkeypatch,
         / np.array(CIFAR10_STD, np.float32)[:, None, None]
     np.testing.assert_allclose(ds.test[3][0].numpy(), expect, atol=1e-6)
     assert ds.test[3][1] == 3 and ds.train[3][0].shape == (3, 32, 32)
+
+
+def test_an_unwritable_tensor_cache_is_a_data_error(tmp_path, monkeypatch):
+    root = write_tree(tmp_path / "images")
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("ODENETS_CACHE", str(tmp_path / "a-file"))
+    with pytest.raises(DataError, match="ODENETS_CACHE"):
+        data.load("imagefolder", str(root))
+    assert isinstance(data.load("imagefolder", str(root), loader="pil").train, data.ImageFiles)

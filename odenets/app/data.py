@@ -297,8 +297,12 @@ class ImageFiles(Dataset):
                     self._unreadable(path, e)
                 raise tensor_cache.Unreadable(str(e)) from None  # reported below
 
-        images, skipped = tensor_cache.load(self.root, self.paths, shape, decode,
-                                            {"channels": self.channels, "size": list(self.size), "resize": "bilinear"})
+        try:
+            images, skipped = tensor_cache.load(self.root, self.paths, shape, decode, {
+                "channels": self.channels, "size": list(self.size), "resize": "bilinear"})
+        except OSError as e:  # the images' own errors are caught in decode
+            raise DataError(f"cannot write the tensor cache in {tensor_cache.folder()}: {e}. Set ODENETS_CACHE to a "
+                            "writable folder, or pass --loader pil") from None
         for i, reason in skipped.items():
             self._unreadable(self.samples[i][0], reason)
         labels = [label for _, label in self.samples]
