@@ -114,12 +114,12 @@ def cifar(name: str, root: Path, download: bool, on_bad_image: str = "stop", fli
     if root.name == folder:  # the user named torchvision's folder itself
         root = root.parent
     if _split_dirs(root) and not (root / folder).is_dir():
-        train, test = _listed(root)
+        train, test = _listed(root, on_bad_image)
         found = image_modes.survey(train.paths)
         if (found.height, found.width) != (32, 32) and found.looked_at:
             raise DataError(f"{name.upper()} images are 32x32, but those in {train.root} are {found.height}x"
                             f"{found.width}; for other images use --data imagefolder")
-        return _small(train, test, 3, (32, 32), mean, std, flip, loader or "cache", on_bad_image)
+        return _small(train, test, 3, (32, 32), mean, std, flip, loader or "cache")
     if not (root / folder).is_dir() and not download:
         raise DataError(f"no {name.upper()} found in {root}: looked for {root / folder} (torchvision's files) and "
                         f"for {root}/train and {root}/test (an image folder). Pass --download to fetch it into "
@@ -151,12 +151,12 @@ def image_folder(root: Path, size: Optional[int] = None, on_bad_image: str = "st
     if not _split_dirs(root):
         raise DataError(f"no image folder at {root}: looked for {root}/train and {root}/test (or {root}/val), "
                         "each holding one folder of images per class. Give its location with --data-dir DIR")
-    train, test = _listed(root)
+    train, test = _listed(root, on_bad_image)
     found = image_modes.survey(train.paths)
     mean, std = _imagenet_stats(found.channels)
     if found.small:
         shape = (size, size) if size else (found.height, found.width)
-        return _small(train, test, found.channels, shape, mean, std, flip, loader or "cache", on_bad_image)
+        return _small(train, test, found.channels, shape, mean, std, flip, loader or "cache")
     if loader == "cache":
         raise DataError(f"the tensor cache holds images of at most {image_modes.SMALL}x{image_modes.SMALL}; those in "
                         f"{train.root} are {found.height}x{found.width}: use --loader pil")
@@ -197,11 +197,11 @@ def _chosen(channels: int, shape: tuple[int, int], crop: str, flip: bool, loader
 
 
 def _small(train: "ImageFiles", test: "ImageFiles", channels: int, shape: tuple[int, int], mean, std, flip: bool,
-           loader: str, on_bad_image: str) -> Data:
+           loader: str) -> Data:
     """Small images at ``shape``, with CIFAR's augmentation: through PIL, or decoded into
     the tensor cache (``loader``)."""
     for files in (train, test):
-        files.channels, files.size, files.on_bad_image = channels, shape, on_bad_image
+        files.channels, files.size = channels, shape
     chosen = _chosen(channels, shape, f"pad {PAD} + random {shape[0]}x{shape[1]} crop", flip, loader)
     if loader == "pil":
         train.transform, test.transform = _small_transforms(shape, mean, std, flip)
@@ -215,10 +215,10 @@ def _split_dirs(root: Path) -> Optional[tuple[Path, Path]]:
     return (root / "train", test) if (root / "train").is_dir() and test is not None else None
 
 
-def _listed(root: Path) -> tuple["ImageFiles", "ImageFiles"]:
+def _listed(root: Path, on_bad_image: str) -> tuple["ImageFiles", "ImageFiles"]:
     train_dir, test_dir = _split_dirs(root)
-    train = ImageFiles(train_dir)
-    return train, ImageFiles(test_dir, classes=train.classes)
+    train = ImageFiles(train_dir, on_bad_image=on_bad_image)
+    return train, ImageFiles(test_dir, classes=train.classes, on_bad_image=on_bad_image)
 
 
 class ImageFiles(Dataset):
