@@ -1,5 +1,7 @@
 """Data sets: the embedded digits, image folders (with unreadable files), CIFAR's
 folder lookup, and the seeded per-epoch data order."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,10 @@ from PIL import Image
 
 from odenets.app import data
 from odenets.app.errors import DataError
+from odenets.app.image_tensors import ImageTensors
 from odenets.app.seeding import EpochSampler
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # torchvision's, the paper's
 
 
 def write_tree(root, classes=("cat", "dog"), per_class=3, size=12, split_test="test"):
@@ -59,19 +64,31 @@ def test_image_folder_reads_classes_and_val_split(tmp_path):
 def test_truncated_image_stops_naming_the_file(tmp_path):
     root = write_tree(tmp_path)
     bad = truncate(root / "train" / "cat" / "0.jpg")
-    ds = data.load("imagefolder", str(root), image_size=8)
+    ds = data.load("imagefolder", str(root), image_size=8, loader="pil")
     with pytest.raises(DataError, match=str(bad)) as err:
         [ds.train[i] for i in range(len(ds.train))]
     assert "--on-bad-image skip" in str(err.value)
+    with pytest.raises(DataError, match=str(bad)) as err:  # the tensor cache reads every image at once
+        data.load("imagefolder", str(root), image_size=8)
+    assert "--on-bad-image skip" in str(err.value)
 
 
-def test_truncated_image_is_skipped_when_asked(tmp_path, capsys):
+@pytest.mark.parametrize("loader", ["pil", "cache"])
+def test_truncated_image_is_skipped_when_asked(tmp_path, capsys, loader):
     root = write_tree(tmp_path)
     bad = truncate(root / "train" / "dog" / "1.png")
-    ds = data.load("imagefolder", str(root), image_size=8, on_bad_image="skip")
+    ds = data.load("imagefolder", str(root), image_size=8, on_bad_image="skip", loader=loader)
     items = [ds.train[i] for i in range(len(ds.train))]
     assert all(x.shape == (3, 8, 8) for x, _ in items)
     assert str(bad) in capsys.readouterr().err
+    big = write_tree(tmp_path / "big", size=70)  # larger images, always through PIL
+    truncate(big / "train" / "dog" / "1.png")
+    large = data.load("imagefolder", str(big), image_size=8, on_bad_image="skip")
+    assert all(x.shape == (3, 8, 8) for x, _ in (large.train[i] for i in range(len(large.train))))
+    if loader == "cache":  # left out, and still refused by a run that stops on unreadable images
+        assert len(ds.train) == 5 and [y for _, y in items] == [0, 0, 0, 1, 1]
+        with pytest.raises(DataError, match=str(bad)):
+            data.load("imagefolder", str(root), image_size=8)
 
 
 def test_cifar_from_an_image_folder_tree_uses_the_cifar_recipe(tmp_path):
@@ -134,3 +151,53 @@ def test_train_subset_is_stratified_and_seeded(tmp_path):
     for n in (9, len(labels) + 1):
         with pytest.raises(DataError, match="--train-subset must lie between 10 .* and 1347"):
             data.subset(full, n, seed=0)
+
+
+def test_train_subset_of_the_tensor_cache_keeps_its_batch_augmentation(tmp_path):
+    """A subset of images decoded into the tensor cache is again such a set, so its
+    batches are still augmented on the device (a torch Subset would lose that)."""
+    tree = data.load("imagefolder", str(write_tree(tmp_path, per_class=4)))
+    assert isinstance(tree.train, ImageTensors)
+    small = data.subset(tree, 4, seed=0)
+    assert isinstance(small.train, ImageTensors) and small.train.augment is tree.train.augment
+    assert sorted(data.targets(small.train)) == [0, 0, 1, 1] and small.test is tree.test
+    keep = [i for i in range(8) if any(torch.equal(small.train.images[j], torch.as_tensor(tree.train.images[i]))
+                                       for j in range(4))]
+    assert len(keep) == 4 and small.chosen == tree.chosen
+
+
+@pytest.mark.parametrize("loader", ["cache", "pil"])
+def test_cifar_from_torchvisions_files_is_served_as_the_same_images(monkeypatch, loader):
+    """torchvision's CIFAR arrays (here a stand-in for its class, with the files'
+    layout: N x 32 x 32 x 3 uint8) are used as they are, as tensors or through PIL."""
+    import torchvision
+
+    pixels = np.random.default_rng(1).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+
+    class FakeCIFAR10:
+        def __init__(self, root, train, download, transform=None):
+            self.data, self.targets, self.classes, self.transform = pixels, [0, 1, 2, 3, 4, 5], list("abcdef"), transform
+
+        def __getitem__(self, i):
+            return self.transform(Image.fromarray(self.data[i])), self.targets[i]
+
+        def __len__(self):
+            return len(self.data)
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
+    monkeypatch.setattr(Path, "is_dir", lambda self: self.name == "cifar-10-batches-py")
+    ds = data.load("cifar10", "somewhere", loader=loader)
+    assert ds.chosen["loader"] == loader and ds.num_classes == 6 and len(ds.train) == 6
+    expect = (pixels[3].transpose(2, 0, 1) / np.float32(255) - np.array(CIFAR10_MEAN, np.float32)[:, None, None]) \
+        / np.array(CIFAR10_STD, np.float32)[:, None, None]
+    np.testing.assert_allclose(ds.test[3][0].numpy(), expect, atol=1e-6)
+    assert ds.test[3][1] == 3 and ds.train[3][0].shape == (3, 32, 32)
+
+
+def test_an_unwritable_tensor_cache_is_a_data_error(tmp_path, monkeypatch):
+    root = write_tree(tmp_path / "images")
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("ODENETS_CACHE", str(tmp_path / "a-file"))
+    with pytest.raises(DataError, match="ODENETS_CACHE"):
+        data.load("imagefolder", str(root))
+    assert isinstance(data.load("imagefolder", str(root), loader="pil").train, data.ImageFiles)

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import solvers
 from odenets.hints import describe, fits
 
-from .data import DATASETS, ON_BAD_IMAGE
+from .data import DATASETS, LOADERS, ON_BAD_IMAGE, small_images
 from .errors import CheckpointError, UsageError
 from .recipe import recipe
 
@@ -41,6 +41,7 @@ class Config:
     image_size: Optional[int] = None
     train_subset: Optional[int] = None
     amp: bool = False
+    flip: bool = True
     # below: may differ when a run is resumed
     device: Optional[str] = None
     compile: bool = False
@@ -50,13 +51,14 @@ class Config:
     on_bad_image: str = "stop"
     out: Optional[str] = None
     quiet: bool = False
+    loader: Optional[str] = None
 
-    ENVIRONMENT = ("device", "compile", "workers", "data_dir", "download", "on_bad_image", "out", "quiet")
+    ENVIRONMENT = ("device", "compile", "workers", "data_dir", "download", "on_bad_image", "out", "quiet", "loader")
 
     def resolved(self) -> "Config":
         """A copy with every unset hyper-parameter taken from the data set's recipe, and
         the solver in its one spelling: its noise in its name (``lm+sd``), not in the options."""
-        r = recipe(self.data, self.model or "")
+        r = recipe(self.data, self.model or "", self.data == "imagefolder" and small_images(self.data_dir))
         values = asdict(self)
         if self.solver is not None and "noise" in self.options:
             values["solver"] = self._spec().label
@@ -105,6 +107,8 @@ class Config:
             self._spec()
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise UsageError(f"--on-bad-image must be one of: {', '.join(ON_BAD_IMAGE)}")
+        if self.loader is not None and self.loader not in LOADERS:
+            raise UsageError(f"--loader must be one of: {', '.join(LOADERS)}")
         for name in ("epochs", "batch_size", "image_size", "train_subset"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -217,7 +221,10 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     p.add_argument("--milestones", type=float, nargs="+", metavar="FRACTION",
                    help="fractions of the epochs at which the rate is divided by 10 (default: 0.5 0.75)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--image-size", type=int, help="imagefolder: side of the crops (default 224)")
+    p.add_argument("--image-size", type=int, help="imagefolder: side of the crops (default: the images' own for "
+                   "small images, 224 for others)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="mirror training images at random (default); --no-flip where a mirror image changes the class")
     p.add_argument("--train-subset", type=int, metavar="N", help="train on N images of the training set, "
                    "stratified by class and drawn with the seed (default: all); the test set stays whole")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
@@ -227,6 +234,8 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     p.add_argument("--workers", type=int, help="data-loading processes (default 0)")
     p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (default: ./data)")
     p.add_argument("--download", action="store_true", default=None, help="fetch CIFAR into --data-dir")
+    p.add_argument("--loader", choices=LOADERS, help="cache: small images (CIFAR's kind) decoded once into a tensor "
+                   "file and augmented on the device (default for them); pil: every image read by PIL every epoch")
     p.add_argument("--on-bad-image", choices=ON_BAD_IMAGE, help="an unreadable image stops the run (default) "
                    "or is skipped")
     p.add_argument("--out", metavar="DIR", help="folder for checkpoint, logs and results")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 from contextlib import nullcontext
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader, Subset
 from . import distributed
 from .distributed import Context
 from .errors import UsageError
+from .image_tensors import Batches, ImageTensors
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -22,14 +24,16 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
 
 
-def test_loader(dataset, ctx: Context, batch_size: int, workers: int) -> DataLoader:
+def test_loader(dataset, ctx: Context, batch_size: int, workers: int) -> Iterable:
     """This process's share of the test set: every world-th image, none twice."""
+    if isinstance(dataset, ImageTensors):
+        return Batches(dataset.to(ctx.device), range(ctx.rank, len(dataset), ctx.world), batch_size, ctx.device)
     shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world))
     return DataLoader(shard, batch_size=batch_size, num_workers=workers, pin_memory=ctx.device.type == "cuda")
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, ctx: Context, amp: bool = False) -> tuple[float, float]:
+def evaluate(model: nn.Module, loader: Iterable, ctx: Context, amp: bool = False) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over the whole test set (all processes' shares)."""
     was_training = model.training
     model.eval()

@@ -32,6 +32,7 @@ from .config import Config
 from .distributed import Context
 from .errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError
 from .evaluate import autocast, evaluate, test_loader
+from .image_tensors import Batches, ImageTensors
 
 SUBSET_STREAM = 2
 """The random stream that draws a ``--train-subset``: derive(seed, 0, 0, 2), the same on every process."""
@@ -95,7 +96,8 @@ class _Run:
         self.per_process = cfg.batch_size // ctx.world
 
         seeding.seed_everything(cfg.seed)
-        self.data = data.load(cfg.data, cfg.data_dir, cfg.download, cfg.on_bad_image, cfg.image_size)
+        self.data = data.load(cfg.data, cfg.data_dir, cfg.download, cfg.on_bad_image, cfg.image_size, cfg.flip,
+                              cfg.loader)
         if cfg.train_subset is not None:
             self.data = data.subset(self.data, cfg.train_subset, seeding.derive(cfg.seed, 0, 0, SUBSET_STREAM))
         self.model = model = models.build(cfg, self.data.num_classes, self.data.in_chans).to(ctx.device)
@@ -118,10 +120,17 @@ class _Run:
         self.eval_net = torch.compile(model) if cfg.compile else model
         self.sampler = seeding.EpochSampler(len(self.data.train), cfg.seed, ctx.rank, ctx.world)
         self.loader_rng = torch.Generator()  # seeds the loader's workers, reseeded every epoch
-        self.loader = DataLoader(self.data.train, self.per_process, sampler=self.sampler, num_workers=cfg.workers,
-                                 generator=self.loader_rng, pin_memory=ctx.device.type == "cuda")
+        if isinstance(self.data.train, ImageTensors):  # batch b of an epoch augmented from (seed, epoch, rank, b)
+            self.loader = Batches(self.data.train.to(ctx.device), self.sampler, self.per_process, ctx.device,
+                                  lambda b: seeding.derive(cfg.seed, self.sampler.epoch, ctx.rank, 2,
+                                                           self.sampler.skip // self.per_process + b))
+        else:
+            self.loader = DataLoader(self.data.train, self.per_process, sampler=self.sampler,
+                                     num_workers=cfg.workers, generator=self.loader_rng,
+                                     pin_memory=ctx.device.type == "cuda")
         self.tests = test_loader(self.data.test, ctx, self.per_process, cfg.workers)
         self.bars = not cfg.quiet and ctx.main and sys.stderr.isatty()
+        self.planned = False  # the plan line is printed in the first epoch this process trains
 
     # -- the run -------------------------------------------------------------------------
 
@@ -129,7 +138,9 @@ class _Run:
         cfg, ctx = self.cfg, self.ctx
         if ctx.main:
             with self._writing("config.json"):
-                metrics.write_json(self.out / "config.json", asdict(cfg))
+                metrics.write_json(self.out / "config.json", {**asdict(cfg), "data_chosen": self.data.chosen})
+            if self.lines and self.data.chosen:
+                print(describe(cfg, self.data), flush=True)
         if self.copy:  # the resumed checkpoint into this folder, as its first: a complete run of its own
             self._save()
             if ctx.main:
@@ -144,10 +155,11 @@ class _Run:
                 if self._agree(stop.requested):
                     raise self._interrupted(stop)
         last = self.history[-1] if self.history else {}
-        result = {"config": asdict(cfg), "label": cfg.label, "parameters": self.parameters,
-                  "evaluations": self.evaluations, "epochs": self.epoch, "test_acc": last.get("test_acc"),
-                  "test_loss": last.get("test_loss"), "seconds": sum(r["seconds"] for r in self.history),
-                  "history": self.history, "checkpoint": str(self.path)}
+        result = {"config": asdict(cfg), "data_chosen": self.data.chosen, "label": cfg.label,
+                  "parameters": self.parameters, "evaluations": self.evaluations, "epochs": self.epoch,
+                  "test_acc": last.get("test_acc"), "test_loss": last.get("test_loss"),
+                  "seconds": sum(r["seconds"] for r in self.history), "history": self.history,
+                  "checkpoint": str(self.path)}
         if ctx.main:
             with self._writing("result.json"):
                 metrics.write_json(self.out / "result.json", result)
@@ -163,6 +175,8 @@ class _Run:
         self.sampler.set_epoch(self.epoch, self.batch * self.per_process)
         self.loader_rng.manual_seed(seeding.derive(cfg.seed, self.epoch, ctx.rank, 1))
         started = time.perf_counter()
+        timer = _PlanTimer(self._plan if ctx.main and self.lines and not self.planned else None, len(self.loader))
+        self.planned = True
         self.net.train()
         batches = tqdm(self.loader, desc=f"epoch {self.epoch + 1}", initial=self.batch, leave=False,
                        total=self.batch + len(self.loader), disable=not self.bars)
@@ -186,6 +200,7 @@ class _Run:
             for key, value in (("loss", loss_sum), ("correct", correct), ("count", count)):
                 self.partial[key] += value
             batches.set_postfix(loss=f"{self.partial['loss'] / self.partial['count']:.4f}", refresh=False)
+            timer.tick()
             if self.on_step is not None:
                 self.on_step(self.model, self.epoch, self.step)
             if stopping if ctx.world > 1 else stop.requested:
@@ -213,6 +228,16 @@ class _Run:
                 metrics.write(self.out, self.history)
             if self.lines:
                 bar.write(metrics.line(row, cfg.epochs), file=sys.stdout)
+
+    def _plan(self, per_epoch: float, timed: int) -> None:
+        """Print the plan line: model, parameters, device, images, steps and time per epoch."""
+        n = len(self.data.train)
+        steps = -(-(-(-n // self.ctx.world)) // self.per_process)
+        tqdm.write(f"plan: {self.cfg.model} ({self.cfg.label}), {self.parameters:,} parameters, {self.ctx.device}"
+                   f"{f' x {self.ctx.world}' if self.ctx.world > 1 else ''}, {n:,} training images, {steps:,} steps "
+                   f"per epoch, about {_duration(per_epoch * steps)} per epoch (from {timed} timed batches)",
+                   file=sys.stdout)
+        sys.stdout.flush()
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -304,6 +329,49 @@ def divergence(cfg: Config) -> str:
         causes.append(f"--lr {cfg.lr:g} times --weight-decay {cfg.weight_decay:g} is at least 2 (1 + momentum), so "
                       "the weight decay alone makes the weights diverge: lower either.")
     return " ".join(causes) or "A smaller --lr may help."
+
+
+class _PlanTimer:
+    """Times the first batches of an epoch and reports the mean time of a step through
+    ``report(seconds, batches)``: after the first batch (warm-up, compilation) the next
+    ones, PLAN_BATCHES of them or as many as the epoch has."""
+
+    PLAN_BATCHES = 5
+
+    def __init__(self, report: Optional[Callable[[float, int], None]], batches: int):
+        self.report, self.last = report, min(batches, self.PLAN_BATCHES + 1)
+        self.count, self.started, self.first = 0, time.perf_counter(), 0.0
+
+    def tick(self) -> None:
+        if self.report is None:
+            return
+        self.count += 1
+        now = time.perf_counter()
+        if self.count == 1:
+            self.first, self.started = now - self.started, now
+        if self.count == self.last:
+            timed = self.count - 1
+            self.report((now - self.started) / timed if timed else self.first, max(timed, 1))
+            self.report = None
+
+
+def describe(cfg: Config, ds: data.Data) -> str:
+    """What the data decided for this run, in one line."""
+    c = ds.chosen
+    height, width = c["image_size"]
+    return (f"data: {cfg.data} in {cfg.data_dir}, {len(ds.train):,} training images, {ds.num_classes} classes, "
+            f"{c['channels']} channel{'s' if c['channels'] > 1 else ''} at {height}x{width}; model {cfg.model}, "
+            f"{cfg.epochs} epochs of {cfg.batch_size}; {c['augmentation']}; loader: {c['loader']}")
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``2 min 46 s``, ``3 h 05 min``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{seconds:.2g} s" if seconds < 10 else f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def _fresh() -> dict:
