@@ -79,36 +79,35 @@ def small_init(m: nn.Module) -> nn.Module:
     return m
 
 
-# -- the hand-written references --------------------------------------------------------
+# -- the hand-written reference -----------------------------------------------------------
 
-def euler_loop(fs: list[nn.Module]) -> Callable[[Tensor], Tensor]:
-    def run(u: Tensor) -> Tensor:
-        for f in fs:
-            u = u + f(u)
+class Loop(nn.Module):
+    """The hand-written reference: an nn.Module over the same modules (and k_n), as a
+    user would write one, so that eager and compiled calls cost the same around it.
+
+    euler: u_{n+1} = u_n + f_n(u_n); rk4: the classical four stages;
+    lm: u_1 = u_0 + f_0(u_0), u_{n+1} = (1 - k_n) u_n + k_n u_{n-1} + f_n(u_n), ks[n-1] = k_n."""
+
+    def __init__(self, scheme: str, fs: list[nn.Module], ks: Optional[list[nn.Parameter]] = None):
+        super().__init__()
+        self.scheme, self.fs, self.ks = scheme, nn.ModuleList(fs), nn.ParameterList(ks or [])
+
+    def forward(self, u: Tensor) -> Tensor:
+        if self.scheme == "lm":
+            prev, u = u, u + self.fs[0](u)
+            for f, k in zip(list(self.fs)[1:], self.ks):
+                prev, u = u, (1 - k) * u + k * prev + f(u)
+            return u
+        for f in self.fs:
+            if self.scheme == "euler":
+                u = u + f(u)
+            else:
+                k1 = f(u)
+                k2 = f(u + 0.5 * k1)
+                k3 = f(u + 0.5 * k2)
+                k4 = f(u + k3)
+                u = u + (k1 + 2 * k2 + 2 * k3 + k4) / 6
         return u
-    return run
-
-
-def rk4_loop(fs: list[nn.Module]) -> Callable[[Tensor], Tensor]:
-    def run(u: Tensor) -> Tensor:
-        for f in fs:
-            k1 = f(u)
-            k2 = f(u + 0.5 * k1)
-            k3 = f(u + 0.5 * k2)
-            k4 = f(u + k3)
-            u = u + (k1 + 2 * k2 + 2 * k3 + k4) / 6
-        return u
-    return run
-
-
-def lm_loop(fs: list[nn.Module], ks: list[Tensor]) -> Callable[[Tensor], Tensor]:
-    """u_1 = u_0 + f_0(u_0); u_{n+1} = (1 - k_n) u_n + k_n u_{n-1} + f_n(u_n), ks[n-1] = k_n."""
-    def run(u: Tensor) -> Tensor:
-        prev, u = u, u + fs[0](u)
-        for f, k in zip(fs[1:], ks):
-            prev, u = u, (1 - k) * u + k * prev + f(u)
-        return u
-    return run
 
 
 # -- the contenders ---------------------------------------------------------------------------
@@ -121,18 +120,18 @@ def groups(model: str, steps: int, device: torch.device, compiled: bool = False)
     for kind, fs, f in (("shared", [shared] * steps, shared), ("per-step", per_step, per_step)):
         params = list(nn.ModuleList(fs).parameters())
         net = ODENet(f, solver="euler", steps=steps).to(device)
-        euler = [Contender("loop", euler_loop(fs), params), Contender("ODENet", net, params)]
+        euler = [Contender("loop", Loop("euler", fs), params), Contender("ODENet", net, params)]
         if kind == "shared" and not compiled:
             euler += external(shared, steps, params, device)
         out.append(Group(f"{model} {kind} euler", steps, euler))
         if compiled:
             rk4 = ODENet(f, solver="rk4", steps=steps).to(device)
-            out.append(Group(f"{model} {kind} rk4", 4 * steps, [Contender("loop", rk4_loop(fs), params),
+            out.append(Group(f"{model} {kind} rk4", 4 * steps, [Contender("loop", Loop("rk4", fs), params),
                                                                  Contender("ODENet", rk4, params)]))
 
         lm = ODENet(f, solver="lm", steps=steps).to(device)
         ks = [nn.Parameter(lm.layers[n].coefs["k"].detach().clone()) for n in range(1, steps)]
-        out.append(Group(f"{model} {kind} lm", steps, [Contender("loop", lm_loop(fs, ks), params + ks),
+        out.append(Group(f"{model} {kind} lm", steps, [Contender("loop", Loop("lm", fs, ks), params + ks),
                                                         Contender("ODENet", lm, list(lm.parameters()))]))
     return out
 

@@ -147,7 +147,8 @@ def test_cifar_images_smaller_than_32x32(tmp_path, capsys):
             Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "cifar" / split / c / "0.png")
     code, err = odenets(capsys, "train", "--data", "cifar10", "--data-dir", tmp_path / "cifar", "--model", "resnet8",
                         "--epochs", 1, "--out", tmp_path / "run")
-    assert code == 2 and f"an image in {tmp_path / 'cifar'} is 10x10, smaller than CIFAR10's 32x32" in err
+    assert code == 2 and (f"CIFAR10 images are 32x32, but those in {tmp_path / 'cifar' / 'train'} are 10x10; for "
+                          "other images use --data imagefolder") in err
     assert not (tmp_path / "run").exists()
 
 
