@@ -2,7 +2,6 @@
 function(s) at its time t_n."""
 from __future__ import annotations
 
-import copy
 from typing import Optional, Sequence
 
 import torch
@@ -14,29 +13,25 @@ from solvers import Past, Record, Scheme, takes_time
 
 class Field:
     """A residual function f_n as a scheme calls it, f(t, x), with its output checked:
-    a tensor of the state's shape (or ``shape``) whose dtype does not widen the state's."""
+    a tensor of the state's shape (or, :meth:`check`, of a given one) whose dtype does
+    not widen the state's."""
 
     def __init__(self, module: nn.Module, n: int):
         self.module, self.n = module, n
         self.timed = takes_time(module)
-        self.shape: Optional[torch.Size] = None
-        self.check_shape = True
-
-    def returning(self, shape: Optional[torch.Size]) -> "Field":
-        """A copy whose output must have ``shape`` (None: any shape)."""
-        field = copy.copy(self)
-        field.shape, field.check_shape = shape, shape is not None
-        return field
 
     def __call__(self, t: float, x: Tensor) -> Tensor:
+        return self.check(t, x, x.shape)
+
+    def check(self, t: float, x: Tensor, shape: Optional[torch.Size]) -> Tensor:
+        """f(t, x), whose output must have ``shape`` (None: any shape)."""
         out = self.module(t, x) if self.timed else self.module(x)
         if not isinstance(out, Tensor):
             raise TypeError(f"f at step {self.n} ({type(self.module).__name__}) returned a {type(out).__name__}; a "
                             "residual function returns one tensor (wrap the module to pick one output)")
-        want = x.shape if self.shape is None else self.shape
-        if out.shape != want and self.check_shape:
+        if shape is not None and out.shape != shape:
             raise ValueError(f"f at step {self.n} returned shape {tuple(out.shape)} for a state of shape "
-                             f"{tuple(x.shape)}; expected {tuple(want)}. A residual function keeps the state's "
+                             f"{tuple(x.shape)}; expected {tuple(shape)}. A residual function keeps the state's "
                              "shape (a shape-changing block needs its shortcut: ODENet(..., shortcuts=...))")
         if out.dtype != x.dtype and torch.promote_types(out.dtype, x.dtype) != x.dtype:
             raise TypeError(f"f at step {self.n} returned {out.dtype} for a {x.dtype} state, which would turn the "
@@ -121,8 +116,9 @@ class Step(nn.Module):
         """f of a shape-changing step, checked against the new shape; a pair's F maps one
         shape to the other and G keeps it, which the scheme's transition checks."""
         if isinstance(self._f, Field):
-            return self._f.returning(shape)
-        return tuple(f.returning(None) for f in self._f)
+            f = self._f
+            return lambda t, x: f.check(t, x, shape)
+        return tuple((lambda t, x, f=f: f.check(t, x, None)) for f in self._f)
 
     def inverse(self, u: Tensor, past: Past = ()) -> tuple[Tensor, Past]:
         """(u_n, past_n) from this step's output u_{n+1} and the history it left, for an

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+import zoo
 from odenets import ODENet
 
 F64 = torch.float64
@@ -57,3 +58,18 @@ def test_inductor_equals_eager():
     torch._dynamo.reset()
     for solver in ("euler", "lm"):
         _assert_compiled_equals_eager(solver, "inductor")
+
+
+@pytest.mark.parametrize("build", [lambda: zoo.create("lm_resnet8"), lambda: zoo.create("resnet8", solver="revnet"),
+                                   lambda: zoo.create("resnet14", solver="lm", noise="stochastic_depth")],
+                         ids=["authors-lm", "revnet-pairs", "lm-sd-eval"])
+def test_a_zoo_model_with_shape_changing_steps_compiles_as_one_graph(build):
+    """Downsampling steps (shortcuts, the LM history carried across them, a pair's
+    halves) and eval-mode stochastic depth trace without a graph break."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = build().double().eval()
+    x = torch.randn(2, 3, 16, 16, dtype=F64)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model, backend="aot_eager", fullgraph=True)(x), model(x),
+                                   rtol=1e-12, atol=1e-12)
