@@ -66,7 +66,7 @@ def test_the_authors_stochastic_depth_trains_with_amp():
 @pytest.mark.slow
 def test_compiled_lm_resnet_equals_eager_on_the_gpu():
     torch.manual_seed(0)
-    model = zoo.create("lm_resnet20").cuda().eval()
-    x = torch.randn(8, 3, 32, 32, device="cuda")
+    model = zoo.create("lm_resnet20").cuda().double().eval()  # float64: the kernels' own rounding apart
+    x = torch.randn(8, 3, 32, 32, device="cuda", dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), model(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), model(x), rtol=1e-9, atol=1e-9)
