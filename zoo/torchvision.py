@@ -17,7 +17,8 @@ def from_torchvision(model: nn.Module, solver: str = "euler", **options) -> ResN
     zoo model computes the same function (solver='euler'). With solver='lm' the k_n start
     at 0 (``k_init=0.0`` unless given), where the LM step is the Euler step: a pretrained
     ResNet, unchanged, to fine-tune into an LM-ResNet. The result has ``model``'s device,
-    dtype and train/eval mode.
+    dtype and train/eval mode. :func:`odenets.convert` does the same for any residual
+    network, keeping the model's own class and blocks.
     """
     import torchvision.models.resnet as tv
 
@@ -32,8 +33,8 @@ def from_torchvision(model: nn.Module, solver: str = "euler", **options) -> ResN
     bottleneck = isinstance(first, tv.Bottleneck)
     stages = [Stage(len(layer), layer[0].bn3.num_features if bottleneck else layer[0].bn2.num_features,
                     layer[0].stride, layer[0].conv1.out_channels if bottleneck else 0) for layer in layers]
-    if isinstance(solvers.SolverSpec.parse(solver).scheme, solvers.LM):  # k = 0: the LM step is the Euler step
-        options.setdefault("k_init", 0.0)
+    point = solvers.SolverSpec.parse(solver).scheme.euler_options or {}  # lm: k = 0, the Euler step
+    options = {**point, **options}
     zoo = build(stages, block="bottleneck" if bottleneck else "basic", stem="imagenet",
                 stem_channels=model.conv1.out_channels, shortcut_kind="projection",
                 groups=first.conv2.groups if bottleneck else 1, num_classes=model.fc.out_features,
