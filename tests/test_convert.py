@@ -228,6 +228,38 @@ def test_unknown_block_names_its_type_and_registration_makes_it_convert():
     assert len(coefficients(converted)) == 1
 
 
+def test_an_unknown_block_among_known_ones_is_named():
+    model = ResNet(BasicBlock, [1, 1, 1, 1])
+    model.layer2.append(MyOtherBlock())
+    with pytest.raises(ValueError, match=r"'layer2'.*test_convert\.MyOtherBlock.*docs/any-network\.md"):
+        odenets.convert(model)
+
+
+class MyOtherBlock(nn.Module):
+    def forward(self, x):
+        return x
+
+
+@pytest.mark.parametrize("noise", ["stochastic_depth", "batch_drop"])
+def test_stochastic_depth_decays_over_the_whole_network(noise):
+    model, x = family("timm_vit")
+    converted = odenets.convert(model, "lm", noise=noise, survival=0.5)
+    net = next(m for m in converted.modules() if isinstance(m, odenets.ODENet))
+    assert net.spec.noise == noise
+    keep = [s.scheme.p for s in net.layers]
+    assert keep == pytest.approx(net.spec.survival_probabilities(4)) and keep[-1] < keep[0]
+    out = converted.train()(x)
+    assert out.shape == model(x).shape and torch.isfinite(out).all()
+
+
+def test_the_coefficients_take_the_models_dtype():
+    model, x = family("tv_resnet")
+    converted = odenets.convert(model.double(), "lm")
+    assert all(k.dtype == torch.float64 for k in coefficients(converted))
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x.double()), model(x.double()))
+
+
 def test_bad_arguments():
     with pytest.raises(TypeError, match="nn.Module"):
         odenets.convert("resnet18")

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from solvers import Past, SolverSpec
 
 from ..odenet import Carry, ODENet
-from .registry import DOCS, Residual, adapter_for, residuals
+from .registry import DOCS, Residual, _key, adapter_for, residuals
 from .torch_nn import Encoder
 
 NET_OPTIONS = ("noise", "survival", "dt", "checkpoint")
@@ -126,10 +126,16 @@ def _containers(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Module]]
         for name, child in parent.named_children():
             blocks = list(child.layers) if isinstance(child, nn.TransformerEncoder) else \
                 list(child) if isinstance(child, nn.Sequential) else []
-            if blocks and all(adapter_for(b) is not None for b in blocks):
+            known = [adapter_for(b) is not None for b in blocks]
+            if blocks and all(known):
                 out.append((parent, name, blocks))
-            else:
-                visit(child)
+                continue
+            if any(known):  # residual blocks beside one without an adapter: most likely a block too
+                unknown = sorted({_key(type(b)) for b, k in zip(blocks, known) if not k})
+                raise ValueError(f"{name!r} mixes residual blocks odenets knows with {', '.join(unknown)}, which has "
+                                 "no adapter: a stage is a Sequential of residual blocks only. If it is a residual "
+                                 f"block, register an adapter with odenets.register_block (see {DOCS})")
+            visit(child)
 
     visit(model)
     return out
@@ -168,7 +174,6 @@ def _candidates(model: nn.Module) -> list[str]:
     for m in model.modules():
         if isinstance(m, (nn.Sequential, nn.ModuleList)):
             for b in m.children():
-                key = f"{type(b).__module__}.{type(b).__qualname__}"
-                if not type(b).__module__.startswith("torch.") and key not in seen:
-                    seen.append(key)
+                if not type(b).__module__.startswith("torch.") and _key(type(b)) not in seen:
+                    seen.append(_key(type(b)))
     return seen

@@ -38,6 +38,7 @@ _ADAPTERS: dict[str, Union[Adapter, str]] = {
 
 
 def _key(cls: type) -> str:
+    """A type's qualified name, which the registry is keyed by."""
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
