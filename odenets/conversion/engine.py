@@ -34,7 +34,7 @@ class _Chain:
         return past
 
 
-class Stage(nn.Module):
+class ResidualStage(nn.Module):
     """A run of residual blocks as one :class:`~odenets.ODENet`, standing where the
     blocks' container stood. A stage built with ``net.carry_in`` continues the history
     of the stage before it when it is given that stage's output."""
@@ -57,7 +57,7 @@ def convert(model: nn.Module, solver: Union[str, SolverSpec] = "lm", **options) 
 
     Every ``nn.Sequential`` whose children are all blocks with an adapter (torchvision
     and timm ResNets, timm ConvNeXt and ViT/DeiT, pre-norm ``nn.TransformerEncoder``;
-    more with :func:`register_block`) becomes a :class:`Stage`: one step per residual
+    more with :func:`register_block`) becomes a :class:`ResidualStage`: one step per residual
     sub-step (two per transformer block), the block's shortcut as the step's shortcut.
     Stages that are consecutive children of one module are chained, so a multistep
     scheme's recurrence runs across them. The blocks and every weight are deep copies.
@@ -100,7 +100,7 @@ def convert(model: nn.Module, solver: Union[str, SolverSpec] = "lm", **options) 
                      activation=_activation(steps, name), carry_in=carry_in, **net_options)
         old = getattr(parent, name)
         _match(net, old)
-        stage = Stage(net, chain, hands_on).train(old.training)
+        stage = ResidualStage(net, chain, hands_on).train(old.training)
         if isinstance(old, nn.TransformerEncoder):
             stage = Encoder(stage, old.norm).train(old.training)
         setattr(parent, name, stage)
