@@ -37,6 +37,8 @@ def image():
 FAMILIES = {
     "tv_resnet": (lambda: ResNet(BasicBlock, [1, 2, 1, 1], num_classes=10), image),
     "tv_resnext": (lambda: ResNet(Bottleneck, [1, 2, 1, 1], groups=4, width_per_group=8, num_classes=10), image),
+    "tv_resnet_dilated": (lambda: ResNet(Bottleneck, [1, 2, 1, 1], replace_stride_with_dilation=[False, True, True],
+                                         num_classes=10), image),
     "tv_wide_resnet": (lambda: ResNet(Bottleneck, [2, 1, 1, 1], width_per_group=128, num_classes=10), image),
     "timm_resnet18": (lambda: timm.create_model("resnet18", num_classes=10, drop_path_rate=0.1), image),
     "timm_resnet50": (lambda: timm.create_model("resnet50", layers=(1, 2, 1, 1), num_classes=10), image),
