@@ -5,13 +5,12 @@ from __future__ import annotations
 import copy
 from typing import Optional, Sequence, Union
 
-import torch
 from torch import Tensor, nn
 
 from solvers import Past, SolverSpec
 
 from ..odenet import Carry, ODENet
-from .registry import DOCS, Residual, _key, adapter_for, residuals
+from .registry import DOCS, Residual, adapter_for, residuals, type_name
 from .torch_nn import Encoder
 
 NET_OPTIONS = ("noise", "survival", "dt", "checkpoint")
@@ -131,7 +130,7 @@ def _containers(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Module]]
                 out.append((parent, name, blocks))
                 continue
             if any(known):  # residual blocks beside one without an adapter: most likely a block too
-                unknown = sorted({_key(type(b)) for b, k in zip(blocks, known) if not k})
+                unknown = sorted({type_name(type(b)) for b, k in zip(blocks, known) if not k})
                 raise ValueError(f"{name!r} mixes residual blocks odenets knows with {', '.join(unknown)}, which has "
                                  "no adapter: a stage is a Sequential of residual blocks only. If it is a residual "
                                  f"block, register an adapter with odenets.register_block (see {DOCS})")
@@ -174,6 +173,6 @@ def _candidates(model: nn.Module) -> list[str]:
     for m in model.modules():
         if isinstance(m, (nn.Sequential, nn.ModuleList)):
             for b in m.children():
-                if not type(b).__module__.startswith("torch.") and _key(type(b)) not in seen:
-                    seen.append(_key(type(b)))
+                if not type(b).__module__.startswith("torch.") and type_name(type(b)) not in seen:
+                    seen.append(type_name(type(b)))
     return seen

@@ -37,7 +37,7 @@ _ADAPTERS: dict[str, Union[Adapter, str]] = {
 }  # built-in adapters by the block's qualified name, imported when first used: no timm import before
 
 
-def _key(cls: type) -> str:
+def type_name(cls: type) -> str:
     """A type's qualified name, which the registry is keyed by."""
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -50,12 +50,12 @@ def register_block(block_type: type, adapter: Adapter) -> None:
         raise TypeError(f"block_type must be an nn.Module subclass, got {block_type!r}")
     if not callable(adapter):
         raise TypeError(f"adapter must be callable (block -> list of Residual), got {type(adapter).__name__}")
-    _ADAPTERS[_key(block_type)] = adapter
+    _ADAPTERS[type_name(block_type)] = adapter
 
 
 def adapter_for(block: nn.Module) -> Optional[Adapter]:
     """The adapter registered for ``block``'s exact type, or None."""
-    found = _ADAPTERS.get(_key(type(block)))
+    found = _ADAPTERS.get(type_name(type(block)))
     if isinstance(found, str):
         module, name = found.split(":")
         found = getattr(importlib.import_module(module), name)
@@ -66,9 +66,9 @@ def residuals(block: nn.Module) -> list[Residual]:
     """The residual sub-steps of ``block`` by its adapter, checked."""
     adapter = adapter_for(block)
     if adapter is None:
-        raise ValueError(f"no adapter for block type {_key(type(block))}; register one with "
+        raise ValueError(f"no adapter for block type {type_name(type(block))}; register one with "
                          f"odenets.register_block (see {DOCS})")
     out = list(adapter(block))
     if not out or not all(isinstance(r, Residual) for r in out):
-        raise TypeError(f"the adapter of {_key(type(block))} must return a non-empty list of odenets.Residual")
+        raise TypeError(f"the adapter of {type_name(type(block))} must return a non-empty list of odenets.Residual")
     return out
