@@ -2,12 +2,14 @@
 
 ``ODENet(f, solver='lm', steps=n)`` unrolls any residual function with a fixed-step
 scheme from :mod:`solvers`, one :class:`Step` module per step; :mod:`zoo` builds the paper's architectures from it, and
-:mod:`odenets.analysis` reads trained networks as numerical schemes.
+:mod:`odenets.analysis` reads trained networks as numerical schemes, and :func:`convert`
+turns any residual network (torchvision, timm, PyTorch's transformer) into ODENets.
 """
 from solvers import SolverSpec, available
 
+from .conversion import Residual, convert, register_block
 from .odenet import Carry, ODENet
 from .step import Step
 
-__all__ = ["Carry", "ODENet", "SolverSpec", "Step", "available"]
+__all__ = ["Carry", "ODENet", "Residual", "SolverSpec", "Step", "available", "convert", "register_block"]
 __version__ = "0.1.0"

@@ -36,6 +36,7 @@ class LM(LinearMultistep):
     """
 
     trained = ("k",)
+    euler_options = {"k_init": 0.0}  # k_n = 0: u_n + dt f_n(u_n)
     combine_is_new = True  # torch.lerp's autograd node keeps its inputs, not its result
 
     def __init__(self, k_init: Union[float, tuple[float, float]] = (-0.1, 0.0),

@@ -25,6 +25,7 @@ class RungeKutta(Scheme):
         self.name = tableau.name
         self.order = tableau.order
         self.evals = tableau.stages
+        self.euler_options = {} if tableau.b == (1.0,) else None  # one stage at u_n: forward Euler
 
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
         tab = self.tableau

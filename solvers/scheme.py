@@ -42,7 +42,10 @@ class Scheme:
     - ``invertible``: :meth:`inverse` recovers a step's input from its output, so a
       network can train without storing its states;
     - ``skips_functions``: a training step may leave its functions unevaluated (a
-      dropped block), so their parameters may get no gradient (DDP must be told).
+      dropped block), so their parameters may get no gradient (DDP must be told);
+    - ``euler_options``: options under which the step is the forward-Euler step
+      u + dt f(u), a residual block unchanged (``{}``: always; LM's ``{'k_init': 0.0}``),
+      or None where the scheme has no such point.
 
     The engine, the zoo, the application and the analysis ask these, never a name.
     """
@@ -56,6 +59,7 @@ class Scheme:
     trained: tuple[str, ...] = ()
     invertible: bool = False
     skips_functions: bool = False
+    euler_options: Optional[dict] = None
 
     def init_params(self, n: int) -> dict[str, Tensor]:
         """Initial values of the trainable coefficients of step n, one per name in

@@ -1,0 +1,178 @@
+"""Convert a residual network into the same network whose runs of residual blocks are
+ODENets over the blocks: every weight kept, any scheme."""
+from __future__ import annotations
+
+import copy
+from typing import Optional, Sequence, Union
+
+from torch import Tensor, nn
+
+from solvers import Past, SolverSpec
+
+from ..odenet import Carry, ODENet
+from .registry import DOCS, Residual, adapter_for, residuals, type_name
+from .torch_nn import Encoder
+
+NET_OPTIONS = ("noise", "survival", "dt", "checkpoint")
+"""Options :func:`convert` gives every stage's ODENet; the others go to the scheme."""
+
+
+class _Chain:
+    """What a stage hands the next within one forward pass: its output, and the history
+    a multistep scheme reads across the boundary."""
+
+    def __init__(self):
+        self.u: Optional[Tensor] = None
+        self.past: Past = ()
+
+    def take(self, x: Tensor) -> Past:
+        """The history behind ``x`` if ``x`` is what the last stage returned, else none;
+        the chain is emptied either way (no state outlives a forward pass)."""
+        past = self.past if self.u is x else ()
+        self.u, self.past = None, ()
+        return past
+
+
+class ResidualStage(nn.Module):
+    """A run of residual blocks as one :class:`~odenets.ODENet`, standing where the
+    blocks' container stood. A stage built with ``net.carry_in`` continues the history
+    of the stage before it when it is given that stage's output."""
+
+    def __init__(self, net: ODENet, chain: _Chain, hands_on: bool):
+        super().__init__()
+        self.net = net
+        self._chain, self.hands_on = chain, hands_on
+
+    def forward(self, x: Tensor) -> Tensor:
+        past = self._chain.take(x) if self.net.carry_in else ()
+        u, past = self.net.integrate(Carry(x, past))
+        if self.hands_on:
+            self._chain.u, self._chain.past = u, past
+        return u
+
+
+def convert(model: nn.Module, solver: Union[str, SolverSpec] = "lm", **options) -> nn.Module:
+    """A copy of ``model`` whose residual stages are ODENets over its own blocks.
+
+    Every ``nn.Sequential`` whose children are all blocks with an adapter (torchvision
+    and timm ResNets, timm ConvNeXt and ViT/DeiT, pre-norm ``nn.TransformerEncoder``;
+    more with :func:`register_block`) becomes a :class:`ResidualStage`: one step per residual
+    sub-step (two per transformer block), the block's shortcut as the step's shortcut.
+    Stages that are consecutive children of one module are chained, so a multistep
+    scheme's recurrence runs across them. The blocks and every weight are deep copies.
+
+    Where the scheme has a point at which its step is forward Euler (``lm``: k_n = 0,
+    ``euler`` always; :attr:`solvers.Scheme.euler_options`), that point is the default,
+    and the result computes ``model``'s function; other schemes (``midpoint``,
+    ``momentum``) start elsewhere. ``options``: ``noise``, ``survival``, ``dt``,
+    ``checkpoint`` for every stage's ODENet, the rest for the scheme (``k_init``).
+    The result keeps ``model``'s device, dtype and train/eval mode.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"convert takes an nn.Module, got {type(model).__name__}")
+    net_options = {k: options.pop(k) for k in NET_OPTIONS if k in options}
+    spec = SolverSpec.parse(solver, noise=net_options.pop("noise", None),
+                            survival=net_options.pop("survival", None), **options)
+    _check_scheme(spec)
+    point = spec.scheme.euler_options or {}
+    defaults = {k: v for k, v in point.items() if k not in options}
+    if defaults:
+        spec = SolverSpec.parse(spec, **defaults)
+    holder = nn.Module()  # the parent of a model that is itself a container
+    holder.model = copy.deepcopy(model)
+    found = _containers(holder)
+    if not found:
+        raise ValueError(f"found no residual block with an adapter in {type(model).__name__}; block types seen: "
+                         f"{', '.join(_candidates(model)) or 'none'}. Register one with odenets.register_block "
+                         f"(see {DOCS})")
+    plans = [(parent, name, [r for block in blocks for r in residuals(block)])
+             for parent, name, blocks in found]
+    depth = sum(len(steps) for _, _, steps in plans)
+    survival = spec.survival_probabilities(depth) if spec.survival is not None else None
+    chain, first = _Chain(), 0
+    for i, (parent, name, steps) in enumerate(plans):
+        stage_spec = spec if survival is None else spec.replace(survival=tuple(survival[first:first + len(steps)]))
+        first += len(steps)
+        carry_in = i > 0 and _adjacent(plans[i - 1], (parent, name))
+        hands_on = i + 1 < len(plans) and _adjacent((parent, name), plans[i + 1])
+        net = ODENet([r.branch for r in steps], stage_spec, shortcuts=[r.shortcut for r in steps],
+                     activation=_activation(steps, name), carry_in=carry_in, **net_options)
+        old = getattr(parent, name)
+        _match(net, old)
+        stage = ResidualStage(net, chain, hands_on).train(old.training)
+        if isinstance(old, nn.TransformerEncoder):
+            stage = Encoder(stage, old.norm).train(old.training)
+        setattr(parent, name, stage)
+    return holder.model
+
+
+def _check_scheme(spec: SolverSpec) -> None:
+    if spec.adaptive:
+        raise ValueError(f"adaptive solver {spec.name!r} integrates one shared f; a converted network has a block "
+                         "per step (choose a fixed-step solver)")
+    if spec.functions != 1:
+        raise ValueError(f"solver {spec.label!r} takes {spec.functions} functions per step; a converted network has "
+                         "one residual branch per step (choose a one-function scheme such as 'lm', 'euler', "
+                         "'midpoint', 'momentum')")
+
+
+def _containers(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Module]]]:
+    """(parent, child name, blocks) of each container of adapted blocks, in module order:
+    an ``nn.Sequential`` of them, or an ``nn.TransformerEncoder``'s layers."""
+    out = []
+
+    def visit(parent: nn.Module) -> None:
+        for name, child in parent.named_children():
+            blocks = list(child.layers) if isinstance(child, nn.TransformerEncoder) else \
+                list(child) if isinstance(child, nn.Sequential) else []
+            known = [adapter_for(b) is not None for b in blocks]
+            if blocks and all(known):
+                out.append((parent, name, blocks))
+                continue
+            if any(known):  # residual blocks beside one without an adapter: most likely a block too
+                unknown = sorted({type_name(type(b)) for b, k in zip(blocks, known) if not k})
+                raise ValueError(f"{name!r} mixes residual blocks odenets knows with {', '.join(unknown)}, which has "
+                                 "no adapter: a stage is a Sequential of residual blocks only. If it is a residual "
+                                 f"block, register an adapter with odenets.register_block (see {DOCS})")
+            visit(child)
+
+    visit(model)
+    return out
+
+
+def _adjacent(a: tuple, b: tuple) -> bool:
+    """Whether container b is the child right after container a in one parent, which a
+    residual network's forward (torchvision's, timm's) calls in a row."""
+    (pa, na), (pb, nb) = a[:2], b[:2]
+    if pa is not pb:
+        return False
+    names = [n for n, _ in pa.named_children()]
+    return names.index(nb) == names.index(na) + 1
+
+
+def _activation(steps: Sequence[Residual], where: str) -> Optional[nn.Module]:
+    """The one activation after the additions of a run of steps (ODENet applies one)."""
+    kinds = {None if r.activation is None else (type(r.activation), r.activation.extra_repr()) for r in steps}
+    if len(kinds) > 1:
+        raise ValueError(f"the blocks of {where!r} apply different activations after their additions; a stage "
+                         "applies one after every step")
+    return steps[0].activation
+
+
+def _match(net: ODENet, old: nn.Module) -> None:
+    """Put the new coefficients on the device and dtype of the blocks they join."""
+    ref = next(iter(old.parameters()), None)
+    if ref is not None:
+        for p in net.coefficients():
+            p.data = p.data.to(device=ref.device, dtype=ref.dtype)
+
+
+def _candidates(model: nn.Module) -> list[str]:
+    """Types of the modules inside containers that are not torch's own: likely blocks."""
+    seen = []
+    for m in model.modules():
+        if isinstance(m, (nn.Sequential, nn.ModuleList)):
+            for b in m.children():
+                if not type(b).__module__.startswith("torch.") and type_name(type(b)) not in seen:
+                    seen.append(type_name(type(b)))
+    return seen
