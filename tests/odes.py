@@ -129,3 +129,19 @@ def registered(schemes: dict[str, Callable]) -> Iterator[None]:
     finally:
         for name in schemes:
             solvers.registry._SCHEMES.pop(name, None)
+
+
+def saved_bytes(net: nn.Module, u0: Tensor) -> int:
+    """Bytes of the tensors autograd saves in ``net``'s forward pass (counted with
+    saved_tensors_hooks); the backward pass is then run to show the graph is usable."""
+    total = 0
+
+    def pack(x: Tensor) -> Tensor:
+        nonlocal total
+        total += x.numel() * x.element_size()
+        return x
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):  # the forward pass only
+        out = net(u0.clone().requires_grad_(True))
+    out.sum().backward()
+    return total

@@ -14,6 +14,7 @@ import solvers
 import zoo
 from odenets import ODENet
 from odenets.analysis import fit_order
+from odes import saved_bytes
 from solvers import Momentum
 
 F64 = torch.float64
@@ -215,20 +216,6 @@ def test_compiles_as_one_graph():
 
 # -- memory-free training: the generic reversible engine on a multistep scheme ---------------
 
-def _saved_bytes(net: ODENet, x: torch.Tensor) -> int:
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):  # the forward pass only
-        out = net(x.clone().requires_grad_(True))
-    out.sum().backward()
-    return total
-
-
 @pytest.mark.parametrize("train_gamma", [False, True])
 def test_memory_efficient_gradients_equal_backprop(train_gamma):
     """The backward pass rebuilds (x_n, x_{n-1}) by inverting the steps: in float64 the
@@ -265,8 +252,8 @@ def test_memory_efficient_saves_no_more_for_more_steps():
     plain, efficient = [], []
     for steps in (10, 40):
         fs = [mlp() for _ in range(steps)]
-        plain.append(_saved_bytes(ODENet(fs, "momentum", gamma=0.9), x))
-        efficient.append(_saved_bytes(ODENet(fs, "momentum", gamma=0.9, memory_efficient=True), x))
+        plain.append(saved_bytes(ODENet(fs, "momentum", gamma=0.9), x))
+        efficient.append(saved_bytes(ODENet(fs, "momentum", gamma=0.9, memory_efficient=True), x))
     assert efficient[1] <= efficient[0]
     assert plain[1] > 3 * plain[0]
     assert efficient[0] < plain[0]

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from odenets import ODENet
+from odes import saved_bytes
 
 F64 = torch.float64
 
@@ -87,28 +88,14 @@ def test_memory_efficient_gradients_equal_backprop(kind):
         torch.testing.assert_close(ge, gp, rtol=1e-10, atol=1e-12)
 
 
-def _saved_bytes(net: ODENet, u0: torch.Tensor) -> int:
-    total = 0
-
-    def pack(x):
-        nonlocal total
-        total += x.numel() * x.element_size()
-        return x
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):  # the forward pass only
-        out = net(u0.clone().requires_grad_(True))
-    out.sum().backward()  # the graph is usable
-    return total
-
-
 def test_memory_efficient_saves_no_more_for_more_steps():
     torch.manual_seed(0)
     u0 = torch.randn(16, 8)
     plain, efficient = [], []
     for steps in (10, 40):
         pairs = _pairs("per_step", steps)
-        plain.append(_saved_bytes(ODENet(pairs, "revnet"), u0))
-        efficient.append(_saved_bytes(ODENet(pairs, "revnet", memory_efficient=True), u0))
+        plain.append(saved_bytes(ODENet(pairs, "revnet"), u0))
+        efficient.append(saved_bytes(ODENet(pairs, "revnet", memory_efficient=True), u0))
     assert efficient[1] <= efficient[0]
     assert plain[1] > 3 * plain[0]  # backprop stores activations of every step
     assert efficient[0] < plain[0]
