@@ -43,6 +43,7 @@ class Config:
     amp: bool = False
     # below: may differ when a run is resumed
     device: Optional[str] = None
+    threads: Optional[int] = None
     compile: bool = False
     workers: int = 0
     data_dir: str = "data"
@@ -51,7 +52,12 @@ class Config:
     out: Optional[str] = None
     quiet: bool = False
 
-    ENVIRONMENT = ("device", "compile", "workers", "data_dir", "download", "on_bad_image", "out", "quiet")
+    ENVIRONMENT = ("device", "threads", "compile", "workers", "data_dir", "download", "on_bad_image", "out", "quiet")
+
+    # threads: torch's CPU threads (None: torch's default, OMP_NUM_THREADS or every core). Recorded with
+    # the run, since float sums split over another number of threads may differ in the last bits, but an
+    # environment setting like the device: it belongs to the machine, and a run resumed, or a study's
+    # shard collected, on a machine with other cores must go on, not be refused.
 
     def resolved(self) -> "Config":
         """A copy with every unset hyper-parameter taken from the data set's recipe, and
@@ -105,7 +111,7 @@ class Config:
             self._spec()
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise UsageError(f"--on-bad-image must be one of: {', '.join(ON_BAD_IMAGE)}")
-        for name in ("epochs", "batch_size", "image_size", "train_subset"):
+        for name in ("epochs", "batch_size", "image_size", "train_subset", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -223,6 +229,8 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision: bfloat16 on CPU, float16 with gradient scaling on CUDA")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available, else cpu)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch's CPU threads (default: OMP_NUM_THREADS, "
+                   "else every core; ablate --jobs divides the cores); recorded with the run")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     p.add_argument("--workers", type=int, help="data-loading processes (default 0)")
     p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (default: ./data)")
