@@ -102,14 +102,18 @@ def run(args: argparse.Namespace) -> int:
                 where += f", {cfg.threads} thread(s)"
             print(f"{names[cfg.out]:>{width}} seed {cfg.seed}: started ({where})", flush=True)
 
-    def finished(cfg: Config, done: tuple[dict, bool]) -> None:
-        result, reused = done
+    done: dict[str, tuple[dict, bool]] = {}  # run folder -> (result, reused)
+
+    def finished(cfg: Config, outcome: tuple[dict, bool]) -> None:
+        done[cfg.out] = result, reused = outcome
         if not given.quiet:
             print(f"{names[cfg.out]:>{width}} seed {cfg.seed}: test accuracy {100 * result['test_acc']:.2f}%, "
                   f"{result['seconds']:.1f}s{' (reused)' if reused else ''}", flush=True)
 
+    finished_before = [cfg for cfg in todo if (Path(cfg.out) / "result.json").exists()]
     try:
-        done = jobs.run(run_one, todo, args.jobs, started, finished)
+        jobs.run(run_one, finished_before, 1, None, finished)  # read here: no process to start for them
+        jobs.run(run_one, [cfg for cfg in todo if cfg not in finished_before], args.jobs, started, finished)
     except Interrupted as e:
         raise Interrupted(f"{e}\nrerun the same command to go on (finished runs are reused):\n  "
                           f"{command(getattr(args, 'argv', None))}", e.exit_code - 128) from None
@@ -120,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
               f"any run still missing)")
         return 0
     results: dict[str, list[dict]] = {}
-    for cfg, (result, _) in zip(todo, done):
-        results.setdefault(names[cfg.out], []).append(result)
+    for cfg in todo:
+        results.setdefault(names[cfg.out], []).append(done[cfg.out][0])
     rows = table(results, baselines, paper)
     first = plan[next(iter(plan))][0]
     title = f"{', '.join(models)} on {first.data}, {first.epochs} epochs, {args.seeds} seed(s) each"

@@ -84,8 +84,6 @@ def run(work: Work, cfgs: Sequence[Config], jobs: int = 1,
     The first run that fails stops the others (they save) and its error is raised: an
     AppError as it was raised, any other error as a RuntimeError with the worker's
     traceback. A signal stops the study the same way and raises Interrupted."""
-    if jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}")
     if jobs == 1:
         results = []
         for cfg in cfgs:
@@ -103,8 +101,9 @@ class _Pool:
         self.running: dict[Connection, tuple[int, multiprocessing.process.BaseProcess, int, Config]] = {}
         self.results: dict[int, object] = {}
         self.error: Optional[BaseException] = None
-        self.saved: list[str] = []  # checkpoints of runs stopped part-way
+        self.saved: list[str] = []  # where the runs stopped part-way are
         self.stop = signals.Stop()
+        self.stopped = self.context.Event()  # tells a job still starting that the study is stopping
 
     def run(self, cfgs: Sequence[Config]) -> list:
         waiting = deque(enumerate(cfgs))
@@ -126,8 +125,8 @@ class _Pool:
         if self.error is not None:
             raise self.error
         if self.saved or waiting:
-            raise Interrupted(f"stopped by {self.stop.name}: " + (f"{len(self.saved)} run(s) saved part-way "
-                              f"({', '.join(self.saved)}), " if self.saved else "") +
+            raise Interrupted(f"stopped by {self.stop.name}: " + (f"{len(self.saved)} running run(s) stopped "
+                              f"({'; '.join(self.saved)}), " if self.saved else "") +
                               f"{len(waiting)} not started", self.stop.signum)
         return [self.results[i] for i in range(len(cfgs))]
 
@@ -138,8 +137,14 @@ class _Pool:
         slot = min(set(range(self.jobs)) - {s for _, _, s, _ in self.running.values()})
         cfg = placed(cfg, slot, self.jobs)
         receive, send = self.context.Pipe(duplex=False)
-        process = self.context.Process(target=_work, args=(self.work, cfg, send), name=f"odenets-job{slot}")
-        process.start()
+        process = self.context.Process(target=_work, args=(self.work, cfg, send, self.stopped), name=f"odenets-job{slot}")
+        # started ignoring SIGINT (which outlives exec), so that a Ctrl-C while it imports does not end it
+        # with a traceback; _work takes SIGINT back and then looks whether the study was stopped meanwhile
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            process.start()
+        finally:
+            signal.signal(signal.SIGINT, handler)
         send.close()
         self.running[receive] = (index, process, slot, cfg)
         if self.started:
@@ -162,22 +167,27 @@ class _Pool:
             if self.finished:
                 self.finished(cfg, value)
         elif isinstance(value, Interrupted) and self._stopping():
-            self.saved.append(getattr(value, "checkpoint", cfg.out))
+            checkpoint = getattr(value, "checkpoint", None)
+            self.saved.append(f"saved in {checkpoint}" if checkpoint else f"{cfg.out} before its first checkpoint")
         elif self.error is None:  # a failure, or a run stopped on its own: the study cannot finish
             self.error = value
             self._signal(signal.SIGTERM)  # the others save and stop
 
     def _signal(self, signum: int) -> None:
+        self.stopped.set()
         for _, process, _, _ in self.running.values():
             if process.pid is not None and process.exitcode is None:
                 os.kill(process.pid, signum)
 
 
-def _work(work: Work, cfg: Config, conn: Connection) -> None:
+def _work(work: Work, cfg: Config, conn: Connection, stopped) -> None:
     """A worker process: one run, its result or its error sent back."""
     from .errors import AppError
 
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if stopped.is_set():
+            raise KeyboardInterrupt
         conn.send((True, work(cfg)))
     except AppError as e:
         conn.send((False, e))
