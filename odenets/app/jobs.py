@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence, TypeVar
 
 from . import signals
 from .config import Config
-from .errors import Interrupted, UsageError
+from .errors import AppError, Interrupted, UsageError
 
 T = TypeVar("T")
 Work = Callable[[Config], T]
@@ -137,7 +137,8 @@ class _Pool:
         slot = min(set(range(self.jobs)) - {s for _, _, s, _ in self.running.values()})
         cfg = placed(cfg, slot, self.jobs)
         receive, send = self.context.Pipe(duplex=False)
-        process = self.context.Process(target=_work, args=(self.work, cfg, send, self.stopped), name=f"odenets-job{slot}")
+        process = self.context.Process(target=_work, args=(self.work, cfg, send, self.stopped),
+                                       name=f"odenets-job{slot}")
         # started ignoring SIGINT (which outlives exec), so that a Ctrl-C while it imports does not end it
         # with a traceback; _work takes SIGINT back and then looks whether the study was stopped meanwhile
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -155,7 +156,7 @@ class _Pool:
         try:
             ok, value = conn.recv()
         except EOFError:  # it died before it could send: killed, or stopped as it was starting
-            process.join()
+            process.join()  # for its exit status
             ok, value = False, RuntimeError(f"the process of run {cfg.out} ended with exit status "
                                             f"{process.exitcode} before it reported")
             if self._stopping():
@@ -182,8 +183,6 @@ class _Pool:
 
 def _work(work: Work, cfg: Config, conn: Connection, stopped) -> None:
     """A worker process: one run, its result or its error sent back."""
-    from .errors import AppError
-
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if stopped.is_set():
