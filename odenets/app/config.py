@@ -4,6 +4,11 @@ Settings that define the run's mathematics (model, solver, data, hyper-parameter
 seed) come from the flags given, else from a checkpoint being resumed, else from the
 recipe; a flag that contradicts the checkpoint is an error. The rest (device, workers,
 where the data lives, progress bars) may change between a run and its resumption.
+The CPU thread count (``threads``; None: torch's default, OMP_NUM_THREADS or every core)
+is one of these: it is recorded with the run, since float sums split over another number
+of threads may differ in the last bits, but like the device it belongs to the machine,
+and a run resumed, or a study's shard collected, on a machine with other cores must go
+on rather than be refused.
 """
 from __future__ import annotations
 
@@ -53,11 +58,6 @@ class Config:
     quiet: bool = False
 
     ENVIRONMENT = ("device", "threads", "compile", "workers", "data_dir", "download", "on_bad_image", "out", "quiet")
-
-    # threads: torch's CPU threads (None: torch's default, OMP_NUM_THREADS or every core). Recorded with
-    # the run, since float sums split over another number of threads may differ in the last bits, but an
-    # environment setting like the device: it belongs to the machine, and a run resumed, or a study's
-    # shard collected, on a machine with other cores must go on, not be refused.
 
     def resolved(self) -> "Config":
         """A copy with every unset hyper-parameter taken from the data set's recipe, and
