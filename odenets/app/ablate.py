@@ -21,7 +21,7 @@ from typing import Optional
 
 from odenets.hints import describe, fits
 
-from . import ablate_figures, checkpoint, config, lock, metrics, settings_file
+from . import ablate_figures, checkpoint, config, jobs, lock, metrics, settings_file
 from .config import Config
 from .errors import CheckpointError, Interrupted, UsageError
 from .statistics import compare
@@ -60,6 +60,12 @@ def register(subparsers) -> None:
                    "the study stands in for")
     p.add_argument("--paper-error", action="append", metavar="NAME=ERROR", help="a published test error (%%) "
                    "to show beside row NAME (repeatable)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="train N runs at once, each in its own "
+                   "process: on its own GPU where there are several, else with its share of the CPU cores "
+                   "(default 1)")
+    p.add_argument("--shard", metavar="I/N", help="train only this command's share of the runs, I of N (run k of "
+                   "the study goes to shard k %% N + 1), e.g. as task I of a cluster's array job; the same "
+                   "command without --shard then trains what is missing and prints the table")
     p.set_defaults(func=run)
 
 
@@ -69,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give --model or --models, not both")
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1 (runs trained at once), got {args.jobs}")
+    shard = jobs.parse_shard(args.shard) if args.shard else None
     models = _names(args.models, "--models") if args.models else [given.resolved().model]
     specs = _names(args.solvers, "--solvers")
     out = Path(args.out or f"runs/ablate-{given.data}-{'-'.join(models)}")
@@ -80,19 +89,43 @@ def run(args: argparse.Namespace) -> int:
     paper = _paper_errors(args.paper_error or [], plan)
     if args.label and not given.quiet:
         print(args.label, flush=True)
-    results: dict[str, list[dict]] = {}
+    names = {cfg.out: name for name, cfgs in plan.items() for cfg in cfgs}
+    todo = [cfg for cfgs in plan.values() for cfg in cfgs]
+    if shard:
+        todo = jobs.share(todo, shard)
     width = max(len(name) for name in plan)
+
+    def started(cfg: Config) -> None:
+        if args.jobs > 1 and not given.quiet:
+            where = cfg.device or "cpu"
+            if cfg.threads is not None:
+                where += f", {cfg.threads} thread(s)"
+            print(f"{names[cfg.out]:>{width}} seed {cfg.seed}: started ({where})", flush=True)
+
+    done: dict[str, tuple[dict, bool]] = {}  # run folder -> (result, reused)
+
+    def finished(cfg: Config, outcome: tuple[dict, bool]) -> None:
+        done[cfg.out] = result, reused = outcome
+        if not given.quiet:
+            print(f"{names[cfg.out]:>{width}} seed {cfg.seed}: test accuracy {100 * result['test_acc']:.2f}%, "
+                  f"{result['seconds']:.1f}s{' (reused)' if reused else ''}", flush=True)
+
+    finished_before = [cfg for cfg in todo if (Path(cfg.out) / "result.json").exists()]
     try:
-        for name, cfgs in plan.items():
-            for cfg in cfgs:
-                result, reused = run_one(cfg)
-                results.setdefault(name, []).append(result)
-                if not given.quiet:
-                    print(f"{name:>{width}} seed {cfg.seed}: test accuracy {100 * result['test_acc']:.2f}%, "
-                          f"{result['seconds']:.1f}s{' (reused)' if reused else ''}", flush=True)
+        jobs.run(run_one, finished_before, 1, None, finished)  # read here: no process to start for them
+        jobs.run(run_one, [cfg for cfg in todo if cfg not in finished_before], args.jobs, started, finished)
     except Interrupted as e:
         raise Interrupted(f"{e}\nrerun the same command to go on (finished runs are reused):\n  "
                           f"{command(getattr(args, 'argv', None))}", e.exit_code - 128) from None
+    if shard:
+        runs = ", ".join(f"{names[cfg.out]} seed {cfg.seed}" for cfg in todo) or "none (more shards than runs)"
+        print(f"shard {shard[0]}/{shard[1]} trained {len(todo)} of the study's {len(names)} runs: {runs}\n"
+              f"once every shard is done, the same command without --shard collects the table (and trains "
+              f"any run still missing)")
+        return 0
+    results: dict[str, list[dict]] = {}
+    for cfg in todo:
+        results.setdefault(names[cfg.out], []).append(done[cfg.out][0])
     rows = table(results, baselines, paper)
     first = plan[next(iter(plan))][0]
     title = f"{', '.join(models)} on {first.data}, {first.epochs} epochs, {args.seeds} seed(s) each"

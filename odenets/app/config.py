@@ -4,6 +4,11 @@ Settings that define the run's mathematics (model, solver, data, hyper-parameter
 seed) come from the flags given, else from a checkpoint being resumed, else from the
 recipe; a flag that contradicts the checkpoint is an error. The rest (device, workers,
 where the data lives, progress bars) may change between a run and its resumption.
+The CPU thread count (``threads``; None: torch's default, OMP_NUM_THREADS or every core)
+is one of these: it is recorded with the run, since float sums split over another number
+of threads may differ in the last bits, but like the device it belongs to the machine,
+and a run resumed, or a study's shard collected, on a machine with other cores must go
+on rather than be refused.
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ class Config:
     flip: bool = True
     # below: may differ when a run is resumed
     device: Optional[str] = None
+    threads: Optional[int] = None
     compile: bool = False
     workers: int = 0
     data_dir: str = "data"
@@ -53,7 +59,8 @@ class Config:
     quiet: bool = False
     loader: Optional[str] = None
 
-    ENVIRONMENT = ("device", "compile", "workers", "data_dir", "download", "on_bad_image", "out", "quiet", "loader")
+    ENVIRONMENT = ("device", "threads", "compile", "workers", "data_dir", "download", "on_bad_image", "out", "quiet",
+                   "loader")
 
     def resolved(self) -> "Config":
         """A copy with every unset hyper-parameter taken from the data set's recipe, and
@@ -109,7 +116,7 @@ class Config:
             raise UsageError(f"--on-bad-image must be one of: {', '.join(ON_BAD_IMAGE)}")
         if self.loader is not None and self.loader not in LOADERS:
             raise UsageError(f"--loader must be one of: {', '.join(LOADERS)}")
-        for name in ("epochs", "batch_size", "image_size", "train_subset"):
+        for name in ("epochs", "batch_size", "image_size", "train_subset", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -230,6 +237,8 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision: bfloat16 on CPU, float16 with gradient scaling on CUDA")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available, else cpu)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch's CPU threads (default: OMP_NUM_THREADS, "
+                   "else every core; ablate --jobs divides the cores); recorded with the run")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     p.add_argument("--workers", type=int, help="data-loading processes (default 0)")
     p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (default: ./data)")

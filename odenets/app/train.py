@@ -15,7 +15,7 @@ import shlex
 import sys
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -51,8 +51,22 @@ def fit(cfg: Config, state: Optional[dict] = None, on_step: Optional[OnStep] = N
     is then copied there first, so the folder is a complete run of its own."""
     cfg = cfg.resolved().check()
     ctx = distributed.setup(cfg.device)
-    with _holding(ctx, Path(cfg.out)):
-        return _Run(cfg, ctx, state, on_step, lines).run()
+    with _holding(ctx, Path(cfg.out)), threads(cfg.threads) as used:
+        return _Run(replace(cfg, threads=used), ctx, state, on_step, lines).run()
+
+
+@contextmanager
+def threads(n: Optional[int]) -> Iterator[int]:
+    """torch's CPU threads set to ``n`` (None: left as they are) while inside; yields the
+    count in use, which the run records."""
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 @contextmanager

@@ -1,0 +1,147 @@
+"""A study spread out: `odenets ablate --jobs N` (runs at once, in separate processes)
+and `--shard I/N` (a share of the runs, collected afterwards) give the runs and the
+table of one study trained one run after another; an interrupted parallel study
+resumes; bad values are usage errors. Seeded runs on one CPU thread are deterministic,
+so "the same" is exact, apart from the times."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from odenets.app import cli, jobs
+from odenets.app.config import Config
+
+ROOT = Path(__file__).parents[1]
+ARGS = ["ablate", "--model", "resnet8", "--solvers", "euler,midpoint", "--seeds", "3", "--epochs", "2",
+        "--batch-size", "64"]
+RUNS = [(solver, seed) for solver in ("euler", "midpoint") for seed in range(3)]  # the plan's order
+
+
+def odenets(*argv, threads_env=True, wait=True):
+    """``python -m odenets`` in a new process, on one thread (OMP_NUM_THREADS=1) unless
+    ``threads_env`` is False; the finished process, or the running one without ``wait``."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = str(ROOT)
+    if threads_env:
+        env["OMP_NUM_THREADS"] = "1"
+    command = [sys.executable, "-m", "odenets", *map(str, argv)]
+    if not wait:
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def study(out: Path) -> dict:
+    """What a study computed, without the times: the table, and each run's settings and history."""
+    report = json.loads((out / "ablation.json").read_text())
+    table = [{k: v for k, v in row.items() if k != "seconds"} for row in report["table"]]
+    runs = {name: [{"config": {k: v for k, v in run["config"].items() if k not in ("out", "device", "quiet")},
+                    "test_acc": run["test_acc"], "test_loss": run["test_loss"],
+                    "history": [{k: v for k, v in row.items() if k != "seconds"} for row in run["history"]]}
+                   for run in runs] for name, runs in report["runs"].items()}
+    return {"table": table, "runs": runs}
+
+
+@pytest.fixture(scope="module")
+def one_by_one(tmp_path_factory):
+    """The study trained as before: one run after another in one process."""
+    out = tmp_path_factory.mktemp("one-by-one")
+    done = odenets(*ARGS, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert ": started (" not in done.stdout  # one job: the lines as before
+    result = study(out)
+    assert {run["config"]["threads"] for runs in result["runs"].values() for run in runs} == {1}  # recorded
+    return result
+
+
+@pytest.mark.slow
+def test_two_jobs_give_the_runs_of_one(tmp_path, one_by_one):
+    out = tmp_path / "jobs"
+    done = odenets(*ARGS, "--jobs", 2, "--threads", 1, "--out", out, threads_env=False)
+    assert done.returncode == 0, done.stderr
+    for solver, seed in RUNS:  # every job's start and end shown
+        assert f"{solver} seed {seed}: started (cpu, 1 thread(s))" in done.stdout
+        assert f"{solver} seed {seed}: test accuracy" in done.stdout
+    assert study(out) == one_by_one
+
+    quiet = odenets(*ARGS, "--jobs", 2, "--out", out, "--quiet")  # all reused, and quiet stays quiet
+    assert quiet.returncode == 0 and "Traceback" not in quiet.stderr
+    assert ": started (" not in quiet.stdout and ": test accuracy" not in quiet.stdout
+
+
+@pytest.mark.slow
+def test_shards_collected_afterwards_give_the_table_of_one_study(tmp_path, one_by_one):
+    out = tmp_path / "sharded"
+    shards = [odenets(*ARGS, "--shard", f"{i}/2", "--out", out, wait=False) for i in (1, 2)]  # at once
+    for i, shard in enumerate(shards, 1):
+        stdout, stderr = shard.communicate(timeout=600)
+        assert shard.returncode == 0, stderr
+        mine = [f"{solver} seed {seed}" for k, (solver, seed) in enumerate(RUNS) if k % 2 == i - 1]
+        assert f"shard {i}/2 trained 3 of the study's 6 runs: {', '.join(mine)}" in stdout
+        assert "without --shard collects the table" in stdout and "test acc (%)" not in stdout
+    assert not (out / "ablation.json").exists()
+
+    collected = odenets(*ARGS, "--out", out)
+    assert collected.returncode == 0, collected.stderr
+    assert collected.stdout.count("(reused)") == 6
+    assert study(out) == one_by_one
+
+
+@pytest.mark.slow
+def test_a_study_stopped_part_way_resumes(tmp_path, one_by_one):
+    out = tmp_path / "stopped"
+    proc = odenets(*ARGS, "--jobs", 2, "--out", out, wait=False)
+    for line in proc.stdout:  # until the first run has finished
+        if "test accuracy" in line:
+            break
+    proc.send_signal(signal.SIGTERM)  # to the study's process alone, as a scheduler may: it tells its jobs
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and "rerun the same command to go on" in stderr
+    finished = sorted(p.parent.name for p in out.glob("runs/*/*/result.json"))
+    assert 1 <= len(finished) < len(RUNS)
+    assert not list(out.glob("runs/*/*/.lock"))  # every job let go of its folder
+
+    again = odenets(*ARGS, "--jobs", 2, "--out", out)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("(reused)") == len(finished)
+    assert study(out) == one_by_one
+
+
+def test_bad_jobs_and_shards_are_usage_errors(tmp_path, capsys):
+    for flags, allowed in ((["--jobs", "0"], "--jobs must be at least 1"),
+                           (["--shard", "0/2"], "1 <= I <= N"), (["--shard", "3/2"], "1 <= I <= N"),
+                           (["--shard", "2"], "--shard takes I/N"), (["--shard", "a/b"], "--shard takes I/N"),
+                           (["--threads", "0"], "--threads must be at least 1")):
+        assert cli.main(ARGS + flags + ["--out", str(tmp_path)]) == 2, flags
+        err = capsys.readouterr().err
+        assert allowed in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # refused before anything was trained
+
+
+def test_shards_split_the_plan_deterministically():
+    plan = list(range(7))
+    parts = [jobs.share(plan, (i, 3)) for i in (1, 2, 3)]
+    assert parts == [[0, 3, 6], [1, 4], [2, 5]]
+    assert sorted(sum(parts, [])) == plan
+    assert jobs.share(plan[:1], (2, 2)) == []  # more shards than runs: some have none
+
+
+def test_each_job_gets_its_gpu_or_its_share_of_the_cores(monkeypatch):
+    cfg = Config(model="resnet8")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(jobs, "cores", lambda: 8)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
+    assert [jobs.placed(cfg, slot, 3).threads for slot in range(3)] == [2, 2, 2]
+    assert jobs.placed(cfg, 0, 16).threads == 1
+    assert jobs.placed(cfg, 0, 3).device is None and jobs.placed(cfg, 0, 3).quiet
+    assert jobs.placed(Config(threads=4), 0, 3).threads == 4  # --threads wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert jobs.placed(cfg, 0, 3).threads is None  # left to OMP_NUM_THREADS
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    assert [jobs.placed(cfg, slot, 3).device for slot in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert jobs.placed(Config(device="cuda:1"), 0, 3).device == "cuda:1"  # a device named is kept
+    assert jobs.placed(Config(device="cpu"), 1, 3).device == "cpu"
