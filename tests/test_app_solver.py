@@ -67,3 +67,27 @@ def test_a_version_1_lm_resnet_name_means_the_network_it_named_then(tmp_path):
     saved = torch.load(DATA / "v1-resnet14-lm-sd-digits.logits.pt", weights_only=True)
     with torch.no_grad():
         torch.testing.assert_close(model(saved["x"]), saved["logits"], rtol=1e-5, atol=1e-5)
+
+
+def test_a_version_1_lm_run_resumes_with_its_optimizer_state_in_place(tmp_path):
+    """0.1 trained the k_n in the weights' SGD group; today they have their own. Each
+    parameter's momentum buffer must land on that parameter, the k_n's included."""
+    from odenets.app import checkpoint, optimizer
+
+    state = checkpoint.load(DATA / "v1-resnet14-lm-sd-digits.pt")
+    cfg = Config(**state["config"]).resolved()
+    model = models.build(cfg, 10, 1)
+    sgd = optimizer.sgd(model, cfg)
+    assert len(sgd.param_groups) == 2 and len(state["optimizer"]["param_groups"]) == 1
+    mapped = checkpoint.optimizer_from_version_1(state["optimizer"], state["model"], model, sgd)
+    sgd.load_state_dict(mapped)
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    v1_params = [k for k in state["model"] if not k.endswith(buffers)]  # 0.1's order, its SGD's indices
+    params = dict(model.named_parameters())
+    for old, new in [("stem.conv.weight", "stem.conv.weight"), ("stages.1.coefs.1.k", "stages.1.layers.1.coefs.k"),
+                     ("stages.2.fns.1.conv2.weight", "stages.2.fns.1.conv2.weight")]:
+        saved = state["optimizer"]["state"][v1_params.index(old)]["momentum_buffer"]
+        torch.testing.assert_close(sgd.state[params[new]]["momentum_buffer"], saved, rtol=0, atol=0)
+    assert all(g["weight_decay"] == cfg.weight_decay for g in sgd.param_groups)  # as 0.1 trained them
+    assert cli.main(["train", "--resume", str(DATA / "v1-resnet14-lm-sd-digits.pt"), "--out", str(tmp_path / "run"),
+                     "--quiet"]) == 0

@@ -16,6 +16,8 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+import solvers
+
 from odenets.compat import upgrade
 from odenets.files import atomic_write
 
@@ -116,13 +118,44 @@ def _from_version_1(config: dict) -> dict:
     its ``lm_resnet56_sd``/``lm_resnet110_sd`` that with Huang et al.'s stochastic depth."""
     model, solver, options = config.get("model"), config.get("solver"), dict(config.get("options") or {})
     if model in _V1_LM_CIFAR:
-        return {**config, "model": _V1_LM_CIFAR[model], "solver": solver or "lm"}
-    if model in _V1_SD:
-        name, p_last = _V1_SD[model]
+        model, solver = _V1_LM_CIFAR[model], solver or "lm"
+    elif model in _V1_SD:
+        model, p_last = _V1_SD[model]
+        solver = solver or "lm"
         options.setdefault("noise", "stochastic_depth")
         options.setdefault("survival", p_last)
-        return {**config, "model": name, "solver": solver or "lm", "options": options}
-    return config
+    if isinstance(solver, str) and "noise" in options:  # today's one spelling: the noise in the solver's name
+        try:
+            solver = solvers.SolverSpec.parse(solver, noise=options.pop("noise")).label
+        except ValueError as e:
+            raise CheckpointError(f"a version-1 checkpoint's solver settings do not parse: {e}") from None
+    return {**config, "model": model, "solver": solver, "options": options}
+
+
+def optimizer_from_version_1(saved: dict, saved_model: dict, model: nn.Module,
+                             optimizer: torch.optim.Optimizer) -> dict:
+    """A version-1 optimizer state (one group, over 0.1's parameter order) for today's
+    optimizer, whose scheme coefficients have a group of their own: every parameter's
+    buffers moved to its place, and each group given the saved group's settings, so the
+    run goes on as it was trained. Returned as saved where it cannot be mapped (the
+    mismatch is then reported by :func:`restore`)."""
+    groups = saved.get("param_groups")
+    if not (isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict)
+            and isinstance(saved.get("state"), dict) and len(optimizer.param_groups) > 1):
+        return saved
+    names = {id(p): name for name, p in model.named_parameters()}
+    order = [new for key in saved_model for new in upgrade(model, {key: None}) if new in names.values()]
+    if len(order) != len(groups[0].get("params", ())):
+        return saved
+    now = [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+    place = {name: i for i, name in enumerate(now)}
+    state = {place[order[pos]]: saved["state"][i] for pos, i in enumerate(groups[0]["params"]) if i in saved["state"]}
+    settings = {k: v for k, v in groups[0].items() if k != "params"}
+    start, new_groups = 0, []
+    for g in optimizer.param_groups:
+        new_groups.append({**settings, "params": list(range(start, start + len(g["params"])))})
+        start += len(g["params"])
+    return {"state": state, "param_groups": new_groups}
 
 
 def restore(module: Union[nn.Module, torch.optim.Optimizer], state: dict, path: Union[str, Path], what: str) -> None:

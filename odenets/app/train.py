@@ -295,7 +295,11 @@ class _Run:
                                       f"{mine[key]!r}")
         checkpoint.check_classes(state, self.data.classes, f"the {self.cfg.data} data in {self.cfg.data_dir}")
         checkpoint.restore(self.model, state["model"], path, "model")
-        checkpoint.restore(self.optimizer, state["optimizer"], path, "optimizer")
+        saved_optimizer = state["optimizer"]
+        if state.get("version") == 1:
+            saved_optimizer = checkpoint.optimizer_from_version_1(saved_optimizer, state["model"], self.model,
+                                                                  self.optimizer)
+        checkpoint.restore(self.optimizer, saved_optimizer, path, "optimizer")
         if state["scaler"] and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
