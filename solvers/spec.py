@@ -18,6 +18,11 @@ VARIANTS = {"sd": "stochastic_depth", "bd": "batch_drop", "ss": "shake_shake"}
 _SD = ("stochastic_depth", "batch_drop")
 
 
+def label(name: str, noise: Optional[str]) -> str:
+    """A solver's name with its noise as a variant: ``label('lm', 'stochastic_depth') == 'lm+sd'``."""
+    return name + "".join(f"+{k}" for k, v in VARIANTS.items() if v == noise)
+
+
 @dataclass(frozen=True, eq=True)
 class SolverSpec:
     """A scheme ``name`` built with ``options``, with ``noise`` (one of
@@ -42,7 +47,7 @@ class SolverSpec:
             if noise is None and survival is None and not options:
                 return solver
             base = solver
-            solver = solver.name + "".join(f"+{k}" for k, v in VARIANTS.items() if v == base.noise)
+            solver = base.label
             survival = base.survival if survival is None else survival
             options = {**base.options, **options}
         if not isinstance(solver, str):
@@ -79,7 +84,7 @@ class SolverSpec:
     @property
     def label(self) -> str:
         """How tables, folders and logs name it: ``lm``, ``lm+sd``."""
-        return self.name + "".join(f"+{k}" for k, v in VARIANTS.items() if v == self.noise)
+        return label(self.name, self.noise)
 
     @property
     def adaptive(self) -> bool:

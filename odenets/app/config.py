@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
 import solvers
+from solvers.spec import label
 from odenets.hints import describe, fits
 
 from .data import DATASETS, LOADERS, ON_BAD_IMAGE, small_images
@@ -83,7 +84,7 @@ class Config:
         ``lm+sd``, ``default`` (the model's own), ``default+sd``."""
         noise = self.options.get("noise")
         if self.solver is None:
-            return "default" + "".join(f"+{k}" for k, v in solvers.VARIANTS.items() if v == noise)
+            return label("default", noise)
         try:
             return self._spec().label
         except UsageError:  # a conflict that check() reports; a label names what was asked
