@@ -1,4 +1,5 @@
-"""Shared test setup: the tensor cache lives in a temporary folder, not in ~/.cache."""
+"""Shared test setup: the tensor cache lives in a temporary folder, not in ~/.cache; one
+small trained checkpoint for the tests that read or damage one."""
 import os
 
 import pytest
@@ -13,3 +14,14 @@ def tensor_cache_folder(tmp_path_factory):
         os.environ.pop("ODENETS_CACHE")
     else:
         os.environ["ODENETS_CACHE"] = before
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tensor_cache_folder):
+    """The checkpoint of one epoch of resnet8 on the digits (tests copy it before changing it)."""
+    from odenets.app import cli
+
+    out = tmp_path_factory.mktemp("trained")
+    assert cli.main(["train", "--model", "resnet8", "--epochs", "1", "--batch-size", "256", "--out", str(out),
+                     "--quiet"]) == 0
+    return out / "checkpoint.pt"

@@ -85,14 +85,6 @@ def test_unreadable_image_is_skipped_when_asked(tmp_path, capsys):
     assert (tmp_path / "run" / "result.json").exists()
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("trained")
-    assert cli.main(["train", "--model", "resnet8", "--epochs", "1", "--batch-size", "128", "--out", str(out),
-                     "--quiet"]) == 0
-    return out / "checkpoint.pt"
-
-
 def test_checkpoint_saves_the_model_sizes(trained):
     state = torch.load(trained, weights_only=True)
     assert (state["num_classes"], state["in_chans"]) == (10, 1)  # the digits: 10 classes, 1 channel

@@ -27,14 +27,6 @@ def odenets(capsys, *argv):
     return code, err
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("trained")
-    assert cli.main(["train", "--model", "resnet8", "--epochs", "1", "--batch-size", "256", "--out", str(out),
-                     "--quiet"]) == 0
-    return out / "checkpoint.pt"
-
-
 def edited(trained, tmp_path, edit):
     state = torch.load(trained, weights_only=True)
     edit(state)
