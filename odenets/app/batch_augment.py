@@ -16,6 +16,13 @@ import torch
 import torch.nn.functional as F
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """CPU tensor ``t`` on ``device``; to a GPU through pinned memory, without the host waiting."""
+    if torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 N x C x H x W -> float32 ``(x / 255 - mean) / std``, as ToTensor + Normalize."""
     m, s = _stats(tuple(mean), tuple(std), images.device)
@@ -47,7 +54,8 @@ class BatchAugment:
                  draws: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         """``images`` (uint8 N x C x H x W) augmented with ``draws``, by default drawn from ``generator``."""
         n, c, h, w = images.shape
-        top, left, mirrored = torch.stack([t.long() for t in draws or self.draw(n, generator)]).to(images.device)
+        draws = torch.stack([t.long() for t in draws or self.draw(n, generator)])
+        top, left, mirrored = to_device(draws, images.device)
         padded = F.pad(images, (self.pad,) * 4)
         rows = top[:, None] + torch.arange(h, device=images.device)
         cols = left[:, None] + torch.arange(w, device=images.device)

@@ -27,7 +27,9 @@ from .data import DATASETS, LOADERS, ON_BAD_IMAGE, small_images
 from .errors import CheckpointError, UsageError
 from .recipe import recipe
 
-
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""torch.compile's modes (used when ``compile`` is set); reduce-overhead replays each step as
+CUDA graphs, without the host's launch of every kernel."""
 
 @dataclass
 class Config:
@@ -52,6 +54,8 @@ class Config:
     device: Optional[str] = None
     threads: Optional[int] = None
     compile: bool = False
+    compile_mode: str = "default"
+    channels_last: bool = False
     workers: int = 0
     data_dir: str = "data"
     download: bool = False
@@ -60,8 +64,8 @@ class Config:
     quiet: bool = False
     loader: Optional[str] = None
 
-    ENVIRONMENT = ("device", "threads", "compile", "workers", "data_dir", "download", "on_bad_image", "out", "quiet",
-                   "loader")
+    ENVIRONMENT = ("device", "threads", "compile", "compile_mode", "channels_last", "workers", "data_dir", "download",
+                   "on_bad_image", "out", "quiet", "loader")
 
     def resolved(self) -> "Config":
         """A copy with every unset hyper-parameter taken from the data set's recipe, and
@@ -115,6 +119,8 @@ class Config:
             self._spec()
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise UsageError(f"--on-bad-image must be one of: {', '.join(ON_BAD_IMAGE)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise UsageError(f"--compile-mode must be one of: {', '.join(COMPILE_MODES)}; got {self.compile_mode!r}")
         if self.loader is not None and self.loader not in LOADERS:
             raise UsageError(f"--loader must be one of: {', '.join(LOADERS)}")
         for name in ("epochs", "batch_size", "image_size", "train_subset", "threads"):
@@ -236,11 +242,17 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     p.add_argument("--train-subset", type=int, metavar="N", help="train on N images of the training set, "
                    "stratified by class and drawn with the seed (default: all); the test set stays whole")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="mixed precision: bfloat16 on CPU, float16 with gradient scaling on CUDA")
+                   help="mixed precision: bfloat16 on CPUs and on GPUs that compute in it (Ampere on), else "
+                   "float16 with loss scaling")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available, else cpu)")
     p.add_argument("--threads", type=int, metavar="N", help="torch's CPU threads (default: OMP_NUM_THREADS, "
                    "else every core; ablate --jobs divides the cores); recorded with the run")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES, help="torch.compile's mode (turns --compile on): "
+                   "reduce-overhead replays each step as CUDA graphs, for small models that wait on kernel launches")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="the model and its inputs in channels-last memory order (faster convolutions on tensor "
+                   "cores under --amp)")
     p.add_argument("--workers", type=int, help="data-loading processes (default 0)")
     p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (default: ./data)")
     p.add_argument("--download", action="store_true", default=None, help="fetch CIFAR into --data-dir")
@@ -263,6 +275,8 @@ def from_args(args: argparse.Namespace) -> tuple[Config, set[str]]:
     if args.survival is not None:
         options["survival"] = args.survival
     options.update(parse_options(args.opt))
+    if values.get("compile_mode", "default") != "default":
+        values.setdefault("compile", True)
     if options:
         values["options"] = options
     return Config(**values), set(values)

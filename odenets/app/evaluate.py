@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from contextlib import nullcontext
 from typing import Iterable
 
 import torch
@@ -12,16 +11,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from . import distributed
+from .precision import autocast
 from .distributed import Context
 from .errors import UsageError
 from .image_tensors import Batches, ImageTensors
-
-
-def autocast(device: torch.device, enabled: bool):
-    """Mixed precision: bfloat16 on CPU, float16 on CUDA (with a GradScaler in training)."""
-    if not enabled:
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
 
 
 def test_loader(dataset, ctx: Context, batch_size: int, workers: int) -> Iterable:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .batch_augment import BatchAugment, normalise
+from .batch_augment import BatchAugment, normalise, to_device
 
 DEVICE_SHARE = 0.25
 """Images are moved to a GPU once if they take at most this share of its free memory."""
@@ -91,7 +91,7 @@ class Batches:
         return -(-len(self.order) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.as_tensor(list(self.order), dtype=torch.long).to(self.data.labels.device)  # one copy an epoch
+        order = to_device(torch.as_tensor(list(self.order), dtype=torch.long), self.data.labels.device)
         for b, start in enumerate(range(0, len(order), self.batch_size)):
             generator = torch.Generator().manual_seed(self.seed(b)) if self.seed is not None else None
             yield self.data.batch(order[start:start + self.batch_size], self.device, generator)

@@ -2,8 +2,9 @@
 
 One epoch: SGD over the epoch's batches (the order drawn from (seed, epoch)), the test
 set, a log line, the history as JSON lines and CSV, and a checkpoint. SIGINT/SIGTERM
-make the loop finish its step, save and stop; a NaN or infinite loss stops it before
-the weights are touched, so the last checkpoint stays good.
+make the loop finish its step, save and stop; a NaN or infinite loss stops it, naming
+the step, without saving, so the last checkpoint stays good. A step's loss is read one
+step late (:mod:`train_step`), so that the host never waits for the device mid-epoch.
 """
 from __future__ import annotations
 
@@ -20,19 +21,21 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from odenets.files import remove_temporaries
 
-from . import checkpoint, config, data, distributed, lock, metrics, models, optimizer, recipe, seeding, settings_file, signals
+from . import (checkpoint, config, data, distributed, lock, metrics, models, optimizer, precision, recipe, seeding,
+               settings_file, signals)
 from .config import Config
 from .distributed import Context
 from .errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError
-from .evaluate import autocast, evaluate, test_loader
+from .evaluate import evaluate, test_loader
 from .image_tensors import Batches, ImageTensors
+from .late_read import Reading
+from .train_step import TrainStep
 
 SUBSET_STREAM = 2
 """The random stream that draws a ``--train-subset``: derive(seed, 0, 0, 2), the same on every process."""
@@ -114,11 +117,12 @@ class _Run:
                               cfg.loader)
         if cfg.train_subset is not None:
             self.data = data.subset(self.data, cfg.train_subset, seeding.derive(cfg.seed, 0, 0, SUBSET_STREAM))
-        self.model = model = models.build(cfg, self.data.num_classes, self.data.in_chans).to(ctx.device)
+        self.model = model = models.build(cfg, self.data.num_classes, self.data.in_chans).to(
+            ctx.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
         sample = self.data.train[0][0].unsqueeze(0).to(ctx.device)
         self.parameters, self.evaluations = models.parameters(model), models.evaluations(model, sample)
         self.optimizer = optimizer.sgd(model, cfg)
-        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp and ctx.device.type == "cuda")
+        self.scaler = precision.scaler(ctx.device, cfg.amp)
         self.epoch, self.batch, self.step, self.history = 0, 0, 0, []
         self.partial = _fresh()
         self.saved: Optional[str] = None  # where and when the last good checkpoint was written
@@ -130,8 +134,9 @@ class _Run:
             net = nn.parallel.DistributedDataParallel(
                 model, device_ids=[ctx.device.index] if ctx.device.index is not None else None,
                 find_unused_parameters=any(getattr(m, "drops_steps", False) for m in model.modules()))
-        self.net = torch.compile(net) if cfg.compile else net
-        self.eval_net = torch.compile(model) if cfg.compile else model
+        self.net = torch.compile(net, mode=cfg.compile_mode) if cfg.compile else net
+        self.eval_net = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
+        self.train_step = TrainStep(self.net, self.optimizer, ctx, cfg.amp, cfg.channels_last, self.scaler)
         self.sampler = seeding.EpochSampler(len(self.data.train), cfg.seed, ctx.rank, ctx.world)
         self.loader_rng = torch.Generator()  # seeds the loader's workers, reseeded every epoch
         if isinstance(self.data.train, ImageTensors):  # batch b of an epoch augmented from (seed, epoch, rank, b)
@@ -195,33 +200,35 @@ class _Run:
         batches = tqdm(self.loader, desc=f"epoch {self.epoch + 1}", initial=self.batch, leave=False,
                        total=self.batch + len(self.loader), disable=not self.bars)
         for x, y in batches:
-            x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
-            with autocast(ctx.device, cfg.amp):
-                logits = self.net(x)
-                loss = F.cross_entropy(logits, y)
-            stats = torch.stack([loss.detach().float() * len(y), (logits.argmax(1) == y).sum().float(),
-                                 torch.tensor(float(len(y)), device=ctx.device),
-                                 torch.tensor(float(stop.requested), device=ctx.device)])
-            loss_sum, correct, count, stopping = distributed.all_sum(ctx, stats).tolist()
-            if not math.isfinite(loss_sum):
-                raise self._non_finite(f"the loss became {loss_sum / count:.4g} at epoch {self.epoch + 1}, step "
-                                       f"{self.step + 1} (batch {self.batch + 1} of the epoch)")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            reading = self.train_step(x, y, stop.requested, (self.epoch, self.step + 1, self.batch + 1))
             self.step, self.batch = self.step + 1, self.batch + 1
-            for key, value in (("loss", loss_sum), ("correct", correct), ("count", count)):
-                self.partial[key] += value
-            batches.set_postfix(loss=f"{self.partial['loss'] / self.partial['count']:.4f}", refresh=False)
+            stopping = self._count(reading, batches)
             timer.tick()
             if self.on_step is not None:
                 self.on_step(self.model, self.epoch, self.step)
             if stopping if ctx.world > 1 else stop.requested:
+                self._count(self.train_step.flush(), batches)
                 self.partial["seconds"] += time.perf_counter() - started
                 self._save()
                 raise self._interrupted(stop)
+        self._count(self.train_step.flush(), batches)
         self.partial["seconds"] += time.perf_counter() - started
+
+    def _count(self, reading: Optional[Reading], batches: tqdm) -> bool:
+        """Add a step's reading (one step late, see :mod:`train_step`) to the epoch's sums;
+        stop on a loss that is not finite, naming the step. Return whether any process
+        asked to stop in that step."""
+        if reading is None:
+            return False
+        loss, correct, count, stopping = reading.values()
+        epoch, step, batch = reading.tag
+        if not math.isfinite(loss):
+            raise self._non_finite(f"the loss became {loss / count:.4g} at epoch {epoch + 1}, step {step} "
+                                   f"(batch {batch} of the epoch)")
+        for key, value in (("loss", loss), ("correct", correct), ("count", count)):
+            self.partial[key] += value
+        batches.set_postfix(loss=f"{self.partial['loss'] / self.partial['count']:.4f}", refresh=False)
+        return stopping > 0
 
     def _end_epoch(self, bar: tqdm) -> None:
         cfg, ctx, p = self.cfg, self.ctx, self.partial
