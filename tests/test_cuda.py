@@ -70,3 +70,65 @@ def test_compiled_lm_resnet_equals_eager_on_the_gpu():
     x = torch.randn(8, 3, 32, 32, device="cuda", dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), model(x), rtol=1e-9, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def cifar_like(tmp_path_factory):
+    """A CIFAR-10-shaped image folder (32x32 RGB PNGs, 256 training and 64 test images)."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("cifar-like")
+    rng = np.random.default_rng(0)
+    for i in range(320):
+        folder = root / ("train" if i < 256 else "test") / f"class{i % 10}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+@cuda
+@pytest.mark.parametrize("amp", [False, True])
+def test_training_steps_never_wait_for_the_gpu(cifar_like, tmp_path, monkeypatch, amp):
+    """From the second step to the last of an epoch, nothing synchronises the host with the
+    GPU but the late read of the step before's statistics (allowed below)."""
+    from odenets.app import late_read, precision
+    from odenets.app.config import Config
+    from odenets.app.train import fit
+
+    if amp and precision.dtype(torch.device("cuda")) != torch.bfloat16:
+        pytest.skip("float16 autocast needs the GradScaler, which reads a flag every step")
+    values = late_read.Reading.values
+
+    def allowed(reading):
+        mode = torch.cuda.get_sync_debug_mode()
+        torch.cuda.set_sync_debug_mode(0)
+        try:
+            return values(reading)
+        finally:
+            torch.cuda.set_sync_debug_mode(mode)
+
+    monkeypatch.setattr(late_read.Reading, "values", allowed)
+
+    def hook(model, epoch, step):  # 8 steps an epoch
+        torch.cuda.set_sync_debug_mode("error" if 2 <= step % 8 < 7 else 0)
+
+    try:
+        result = fit(Config(model="resnet8", data="cifar10", data_dir=str(cifar_like), epochs=2, batch_size=32,
+                            amp=amp, device="cuda", out=str(tmp_path / "run"), quiet=True), on_step=hook)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert len(result["history"]) == 2 and all(r["train_loss"] > 0 for r in result["history"])
+
+
+@cuda
+@pytest.mark.slow
+def test_cuda_graphs_channels_last_and_amp_train_to_the_end(cifar_like, tmp_path):
+    from odenets.app.config import Config
+    from odenets.app.train import fit
+
+    result = fit(Config(model="lm_resnet20", data="cifar10", data_dir=str(cifar_like), epochs=2, batch_size=32,
+                        amp=True, compile=True, compile_mode="reduce-overhead", channels_last=True, device="cuda",
+                        out=str(tmp_path / "run"), quiet=True))
+    assert [r["epoch"] for r in result["history"]] == [1, 2]
+    assert all(0 < r["train_loss"] < 10 and 0 <= r["test_acc"] <= 1 for r in result["history"])
