@@ -2,6 +2,7 @@
 statistics handed back one step late (so the host never waits for the device), mixed
 precision chosen by what the device computes in, and the compile and memory-format
 options carried to torch."""
+import json
 import math
 
 import pytest
@@ -95,6 +96,8 @@ def test_compile_mode_reaches_torch_compile_and_turns_compile_on(tmp_path, monke
     fit(Config(model="resnet8", epochs=1, train_subset=200, compile=True, compile_mode="reduce-overhead",
                out=str(tmp_path / "run"), quiet=True))
     assert modes == ["reduce-overhead", "reduce-overhead"]  # the training net and the evaluated one
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["compile_mode"], saved["precision"]) == ("reduce-overhead", "float32")
 
 
 def test_an_unknown_compile_mode_is_refused_naming_the_modes():

@@ -157,7 +157,8 @@ class _Run:
         cfg, ctx = self.cfg, self.ctx
         if ctx.main:
             with self._writing("config.json"):
-                metrics.write_json(self.out / "config.json", {**asdict(cfg), "data_chosen": self.data.chosen})
+                metrics.write_json(self.out / "config.json", {**asdict(cfg), "data_chosen": self.data.chosen,
+                                                              "precision": precision.describe(ctx.device, cfg.amp)})
             if self.lines and self.data.chosen:
                 print(describe(cfg, self.data), flush=True)
         if self.copy:  # the resumed checkpoint into this folder, as its first: a complete run of its own
