@@ -37,10 +37,10 @@ def odenets(*argv, threads_env=True, wait=True):
 def study(out: Path) -> dict:
     """What a study computed, without the times: the table, and each run's settings and history."""
     report = json.loads((out / "ablation.json").read_text())
-    table = [{k: v for k, v in row.items() if k != "seconds"} for row in report["table"]]
+    table = [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in report["table"]]
     runs = {name: [{"config": {k: v for k, v in run["config"].items() if k not in ("out", "device", "quiet")},
                     "test_acc": run["test_acc"], "test_loss": run["test_loss"],
-                    "history": [{k: v for k, v in row.items() if k != "seconds"} for row in run["history"]]}
+                    "history": [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in run["history"]]}
                    for run in runs] for name, runs in report["runs"].items()}
     return {"table": table, "runs": runs}
 

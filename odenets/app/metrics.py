@@ -15,7 +15,8 @@ from torch import nn
 
 from odenets.files import atomic_write
 
-COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "train_seconds")
+"""``seconds``: the whole epoch, test pass and checkpoint included; ``train_seconds``: its training steps."""
 
 
 def line(row: dict, epochs: int) -> str:

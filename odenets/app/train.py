@@ -238,7 +238,8 @@ class _Run:
         test_loss, test_acc = evaluate(self.eval_net, self.tests, ctx, cfg.amp)
         row = {"epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
                "train_loss": p["loss"] / max(p["count"], 1), "train_acc": p["correct"] / max(p["count"], 1),
-               "test_loss": test_loss, "test_acc": test_acc, "seconds": p["seconds"] + time.perf_counter() - started}
+               "test_loss": test_loss, "test_acc": test_acc, "seconds": p["seconds"] + time.perf_counter() - started,
+               "train_seconds": p["seconds"]}
         ks = metrics.learned_k(self.model)
         if ks:
             row["k"] = ks
