@@ -1,5 +1,7 @@
 """torchrun with 2 CPU processes (gloo): data-parallel training on the digits ends with
-the same weights in both processes, and only rank 0 writes files."""
+the same weights in both processes, and only rank 0 writes files; a small-image folder is
+decoded into the tensor cache once, not once per process; a stop asked of one process
+stops both at the same step, and the run resumes."""
 import json
 import os
 import subprocess
@@ -58,3 +60,49 @@ def test_two_processes_end_with_the_same_weights(tmp_path, model):
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         "checkpoint.pt", "config.json", "metrics.csv", "metrics.jsonl", "result.json"]
     assert torch.isfinite(torch.tensor([r["train_loss"] for r in result["history"]])).all()
+
+
+STOPPING = textwrap.dedent("""
+    import json, os, signal, sys
+    from pathlib import Path
+    from odenets.app.config import Config
+    from odenets.app.errors import Interrupted
+    from odenets.app.train import fit
+
+    out, data_dir, rank = Path(sys.argv[1]), sys.argv[2], int(os.environ["RANK"])
+    cfg = Config(model="resnet8", data="cifar10", data_dir=data_dir, epochs=2, batch_size=32, seed=1, out=str(out),
+                 quiet=True)
+    try:  # rank 0 alone is asked to stop, after its first step
+        fit(cfg, on_step=lambda model, epoch, step: rank == 0 and step == 1 and os.kill(os.getpid(), signal.SIGINT))
+    except Interrupted as e:
+        (out.parent / f"stopped{rank}.txt").write_text(str(e))
+""")
+
+
+@pytest.mark.slow
+def test_two_processes_decode_the_cache_once_and_stop_together(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(160):  # 128 training images: 4 global steps of 32 an epoch
+        folder = tmp_path / "data" / ("train" if i < 128 else "test") / f"c{i % 10}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    (tmp_path / "stopping.py").write_text(STOPPING)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ODENETS_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(tmp_path / "stopping.py"), str(tmp_path / "run"), str(tmp_path / "data")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("odenets: decoding") == 2, proc.stderr[-3000:]  # the train and test sets, once each
+    stopped = [(tmp_path / f"stopped{r}.txt").read_text() for r in (0, 1)]
+    assert all("part-way through epoch 1/2 (step 3)" in text for text in stopped), stopped
+    state = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
+    # the request rides with step 2's statistics, which every process reads after step 3 (one step late)
+    assert (state["epoch"], state["batch"], state["step"]) == (0, 3, 3)
+    resumed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              "-m", "odenets", "train", "--resume", str(tmp_path / "run"), "--quiet"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert checkpoint.load(tmp_path / "run" / "checkpoint.pt")["step"] == 2 * 4

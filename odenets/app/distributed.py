@@ -7,8 +7,9 @@ no-op, so the training loop reads the same either way.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -75,6 +76,20 @@ def gather(ctx: Context, obj: Any) -> list:
 def barrier(ctx: Context) -> None:
     if ctx.world > 1:
         dist.barrier()
+
+
+@contextmanager
+def local_first(ctx: Context) -> Iterator[None]:
+    """The body runs in each machine's first process (local rank 0) before the others
+    there: what it builds on disk (the tensor cache) they then find instead of building
+    it again each."""
+    if ctx.local_rank != 0:
+        barrier(ctx)
+    try:
+        yield
+    finally:
+        if ctx.local_rank == 0:
+            barrier(ctx)
 
 
 def broadcast_buffers(ctx: Context, model: nn.Module) -> None:

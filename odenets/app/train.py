@@ -113,8 +113,9 @@ class _Run:
         self.per_process = cfg.batch_size // ctx.world
 
         seeding.seed_everything(cfg.seed)
-        self.data = data.load(cfg.data, cfg.data_dir, cfg.download, cfg.on_bad_image, cfg.image_size, cfg.flip,
-                              cfg.loader)
+        with distributed.local_first(ctx):
+            self.data = data.load(cfg.data, cfg.data_dir, cfg.download, cfg.on_bad_image, cfg.image_size, cfg.flip,
+                                  cfg.loader)
         if cfg.train_subset is not None:
             self.data = data.subset(self.data, cfg.train_subset, seeding.derive(cfg.seed, 0, 0, SUBSET_STREAM))
         self.model = model = models.build(cfg, self.data.num_classes, self.data.in_chans).to(
@@ -265,7 +266,7 @@ class _Run:
     # -- checkpoints ------------------------------------------------------------------------
 
     def _save(self) -> None:
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+        if not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all():  # one read
             raise self._non_finite(f"the weights became NaN or infinite by step {self.step} "
                                    f"(epoch {self.epoch + (self.batch > 0)})")
         rng = distributed.gather(self.ctx, seeding.rng_state())
