@@ -15,7 +15,8 @@ import argparse
 import json
 import statistics
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
@@ -69,7 +70,53 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+@dataclass
+class Study:
+    """What ``odenets ablate`` was asked for, checked: the rows, each a list of runs
+    (one Config per seed), with their baselines and published errors."""
+    given: Config
+    models: list[str]
+    specs: list[str]
+    out: Path
+    plan: dict[str, list[Config]]
+    baselines: dict[str, str]
+    paper: dict[str, float]
+    shard: Optional[tuple[int, int]] = None
+
+    @property
+    def runs(self) -> list[Config]:
+        """Every run of the study, row by row."""
+        return [cfg for cfgs in self.plan.values() for cfg in cfgs]
+
+    @property
+    def todo(self) -> list[Config]:
+        """The runs this command trains: its shard's, or all."""
+        return jobs.share(self.runs, self.shard) if self.shard else self.runs
+
+    @cached_property
+    def rows(self) -> dict[str, str]:
+        """Run folder -> the name of its row."""
+        return {cfg.out: name for name, cfgs in self.plan.items() for cfg in cfgs}
+
+
 def run(args: argparse.Namespace) -> int:
+    study = plan(args)
+    if args.label and not study.given.quiet:
+        print(args.label, flush=True)
+    done = train(study, args.jobs, getattr(args, "argv", None))
+    if study.shard:
+        todo, (i, n) = study.todo, study.shard
+        runs = ", ".join(f"{study.rows[cfg.out]} seed {cfg.seed}" for cfg in todo) or "none (more shards than runs)"
+        print(f"shard {i}/{n} trained {len(todo)} of the study's {len(study.runs)} runs: {runs}\n"
+              f"once every shard is done, the same command without --shard collects the table (and trains "
+              f"any run still missing)")
+        return 0
+    report(study, done, args)
+    return 0
+
+
+def plan(args: argparse.Namespace) -> Study:
+    """The study the flags ask for, every setting checked before anything is trained."""
     given, _ = config.from_args(args)
     if args.models and args.model:
         raise UsageError("give --model or --models, not both")
@@ -81,65 +128,60 @@ def run(args: argparse.Namespace) -> int:
     models = _names(args.models, "--models") if args.models else [given.resolved().model]
     specs = _names(args.solvers, "--solvers")
     out = Path(args.out or f"runs/ablate-{given.data}-{'-'.join(models)}")
-    plan = {name: [_config(given, model, spec, given.seed + i, out / "runs" / name) for i in range(args.seeds)]
+    rows = {name: [_config(given, model, spec, given.seed + i, out / "runs" / name) for i in range(args.seeds)]
             for name, (model, spec) in _rows(models, specs).items()}
-    for cfgs in plan.values():  # every name checked before anything is trained
+    for cfgs in rows.values():
         cfgs[0].check()
-    baselines = _baselines(args.baseline or specs[0], models, specs)
-    paper = _paper_errors(args.paper_error or [], plan)
-    if args.label and not given.quiet:
-        print(args.label, flush=True)
-    names = {cfg.out: name for name, cfgs in plan.items() for cfg in cfgs}
-    todo = [cfg for cfgs in plan.values() for cfg in cfgs]
-    if shard:
-        todo = jobs.share(todo, shard)
-    width = max(len(name) for name in plan)
+    return Study(given, models, specs, out, rows, _baselines(args.baseline or specs[0], models, specs),
+                 _paper_errors(args.paper_error or [], rows), shard)
+
+
+def train(study: Study, parallel: int, argv: Optional[list[str]]) -> dict[str, dict]:
+    """Train (or reuse, or resume) the study's runs, ``parallel`` at a time, printing a
+    line as each starts (when several run at once) and ends; return run folder -> result."""
+    todo, quiet, width = study.todo, study.given.quiet, max(len(name) for name in study.plan)
+    done: dict[str, dict] = {}
 
     def started(cfg: Config) -> None:
-        if args.jobs > 1 and not given.quiet:
+        if parallel > 1 and not quiet:
             where = cfg.device or "cpu"
             if cfg.threads is not None:
                 where += f", {cfg.threads} thread(s)"
-            print(f"{names[cfg.out]:>{width}} seed {cfg.seed}: started ({where})", flush=True)
-
-    done: dict[str, tuple[dict, bool]] = {}  # run folder -> (result, reused)
+            print(f"{study.rows[cfg.out]:>{width}} seed {cfg.seed}: started ({where})", flush=True)
 
     def finished(cfg: Config, outcome: tuple[dict, bool]) -> None:
-        done[cfg.out] = result, reused = outcome
-        if not given.quiet:
-            print(f"{names[cfg.out]:>{width}} seed {cfg.seed}: test accuracy {100 * result['test_acc']:.2f}%, "
+        result, reused = outcome
+        done[cfg.out] = result
+        if not quiet:
+            print(f"{study.rows[cfg.out]:>{width}} seed {cfg.seed}: test accuracy {100 * result['test_acc']:.2f}%, "
                   f"{result['seconds']:.1f}s{' (reused)' if reused else ''}", flush=True)
 
     finished_before = [cfg for cfg in todo if (Path(cfg.out) / "result.json").exists()]
     try:
         jobs.run(run_one, finished_before, 1, None, finished)  # read here: no process to start for them
-        jobs.run(run_one, [cfg for cfg in todo if cfg not in finished_before], args.jobs, started, finished)
+        jobs.run(run_one, [cfg for cfg in todo if cfg not in finished_before], parallel, started, finished)
     except Interrupted as e:
         raise Interrupted(f"{e}\nrerun the same command to go on (finished runs are reused):\n  "
-                          f"{command(getattr(args, 'argv', None))}", e.exit_code - 128) from None
-    if shard:
-        runs = ", ".join(f"{names[cfg.out]} seed {cfg.seed}" for cfg in todo) or "none (more shards than runs)"
-        print(f"shard {shard[0]}/{shard[1]} trained {len(todo)} of the study's {len(names)} runs: {runs}\n"
-              f"once every shard is done, the same command without --shard collects the table (and trains "
-              f"any run still missing)")
-        return 0
-    results: dict[str, list[dict]] = {}
-    for cfg in todo:
-        results.setdefault(names[cfg.out], []).append(done[cfg.out][0])
-    rows = table(results, baselines, paper)
-    first = plan[next(iter(plan))][0]
-    title = f"{', '.join(models)} on {first.data}, {first.epochs} epochs, {args.seeds} seed(s) each"
+                          f"{command(argv)}", e.exit_code - 128) from None
+    return done
+
+
+def report(study: Study, done: dict[str, dict], args: argparse.Namespace) -> None:
+    """Print the table and write it, the settings, every run and the figures under the study's folder."""
+    results = {name: [done[cfg.out] for cfg in cfgs] for name, cfgs in study.plan.items()}
+    rows = table(results, study.baselines, study.paper)
+    first = study.runs[0]
+    title = f"{', '.join(study.models)} on {first.data}, {first.epochs} epochs, {args.seeds} seed(s) each"
     if first.train_subset:
         title += f", {first.train_subset:,} training images"
     title = "\n".join(filter(None, [args.label, title]))
     shared = {k: v for k, v in asdict(first).items() if k not in ("model", "solver", "seed", "out")}
-    settings = {"models": models, "solvers": specs, "seeds": args.seeds, "baseline": args.baseline or specs[0],
-                "label": args.label, "paper_error": paper, "config": args.config,
-                "run": {**shared, "options": given.options}}  # resolved, as the first row ran them
+    settings = {"models": study.models, "solvers": study.specs, "seeds": args.seeds,
+                "baseline": args.baseline or study.specs[0], "label": args.label, "paper_error": study.paper,
+                "config": args.config, "run": {**shared, "options": study.given.options}}  # resolved, as row 1 ran
     print(format_table(rows, title))
-    write(out, rows, results, title, settings)
-    print(f"results in {out}: {', '.join(FILES)}")
-    return 0
+    write(study.out, rows, results, title, settings)
+    print(f"results in {study.out}: {', '.join(FILES)}")
 
 
 def _names(text: str, flag: str) -> list[str]:
