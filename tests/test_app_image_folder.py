@@ -99,3 +99,28 @@ def test_a_run_on_the_cache_resumes_to_the_same_weights(digits_folder, tmp_path)
     a, b = (checkpoint.load(run / "checkpoint.pt")["model"] for run in (tmp_path / "whole", part))
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
     assert resumed["test_acc"] == whole["test_acc"]
+
+
+@pytest.mark.slow
+def test_the_pil_loader_gives_the_same_run_with_any_workers_and_resumes_exactly(digits_folder, tmp_path):
+    """Each image's crop and flip come from (seed, epoch, image), not from the worker that
+    loads it: worker processes change nothing, even across a resumption mid-epoch."""
+    def config(out, workers):
+        return Config(model="resnet8", data="imagefolder", data_dir=str(digits_folder), loader="pil", epochs=2,
+                      batch_size=64, lr=0.05, seed=3, workers=workers, out=str(out), quiet=True)
+
+    def weights(run):
+        return checkpoint.load(run / "checkpoint.pt")["model"]
+
+    fit(config(tmp_path / "none", 0))
+    fit(config(tmp_path / "two", 2))
+    part = tmp_path / "part"
+    with pytest.raises(Interrupted):  # 5 batches an epoch: stop after 3 of the second
+        fit(config(part, 2), on_step=interrupt_at(8))
+    state = checkpoint.load(part / "checkpoint.pt")
+    assert (state["epoch"], state["batch"]) == (1, 3)
+    fit(config(part, 2), state)
+    a = weights(tmp_path / "none")
+    for run in (tmp_path / "two", part):
+        b = weights(run)
+        assert all(torch.equal(a[k], b[k]) for k in a), (run.name, [k for k in a if not torch.equal(a[k], b[k])])

@@ -12,7 +12,10 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
+
+ITEM_STREAM = 3
+"""The stream of :class:`SeededItems`: item i of epoch e is drawn from derive(seed, e, rank, 3, i)."""
 
 
 def derive(*keys: int) -> int:
@@ -48,6 +51,30 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((name, mt.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, keys, gauss = state["python"]
     random.setstate((version, tuple(keys), gauss))
+
+
+class SeededItems(Dataset):
+    """``dataset`` whose item i is made (augmented) with torch's CPU generator seeded by
+    (seed, epoch, rank, i) of ``sampler`` (an :class:`EpochSampler`), the process's own
+    random state untouched. An image's random crop and flip are then the same whichever
+    worker process loads it and wherever in the epoch a run resumed: a run is the same
+    with any ``--workers``, and resumes exactly part-way through an epoch. (The loader's
+    workers take a copy of the sampler as it is when an epoch's iteration starts.)"""
+
+    def __init__(self, dataset: Dataset, sampler: "EpochSampler"):
+        self.dataset, self.sampler = dataset, sampler
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        s = self.sampler
+        state = torch.get_rng_state()
+        torch.default_generator.manual_seed(derive(s.seed, s.epoch, s.rank, ITEM_STREAM, i))
+        try:
+            return self.dataset[i]
+        finally:
+            torch.set_rng_state(state)
 
 
 class EpochSampler(Sampler[int]):

@@ -145,8 +145,8 @@ class _Run:
                                   lambda b: seeding.derive(cfg.seed, self.sampler.epoch, ctx.rank, 2,
                                                            self.sampler.skip // self.per_process + b))
         else:
-            self.loader = DataLoader(self.data.train, self.per_process, sampler=self.sampler,
-                                     num_workers=cfg.workers, generator=self.loader_rng,
+            self.loader = DataLoader(seeding.SeededItems(self.data.train, self.sampler), self.per_process,
+                                     sampler=self.sampler, num_workers=cfg.workers, generator=self.loader_rng,
                                      pin_memory=ctx.device.type == "cuda")
         self.tests = test_loader(self.data.test, ctx, self.per_process, cfg.workers)
         self.bars = not cfg.quiet and ctx.main and sys.stderr.isatty()
