@@ -47,6 +47,16 @@ def register(name: str, factory: Union[Callable[..., Scheme], ButcherTableau, Mu
     _SCHEMES[name] = factory
 
 
+def unregister(name: str) -> None:
+    """Remove scheme ``name`` from the registry (to register another under its name, as
+    a notebook cell run twice does). Networks built with it keep their scheme."""
+    if name in ADAPTIVE:
+        raise ValueError(f"{name!r} is one of torchdiffeq's adaptive methods, which cannot be unregistered")
+    if name not in _SCHEMES:
+        raise ValueError(f"no scheme named {name!r} is registered; registered: {', '.join(sorted(_SCHEMES))}")
+    del _SCHEMES[name]
+
+
 def available() -> list[str]:
     """Names of every scheme: the fixed-step ones, then the adaptive ones."""
     return sorted(_SCHEMES) + list(ADAPTIVE)

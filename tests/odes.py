@@ -121,14 +121,14 @@ def observed_orders(errors: list[float]) -> list[float]:
 @contextlib.contextmanager
 def registered(schemes: dict[str, Callable]) -> Iterator[None]:
     """Register user schemes for the duration of a test module, so that other tests
-    see the registry as the library ships it (solvers has no public unregister)."""
+    see the registry as the library ships it."""
     for name, factory in schemes.items():
         solvers.register(name, factory)
     try:
         yield
     finally:
         for name in schemes:
-            solvers.registry._SCHEMES.pop(name, None)
+            solvers.unregister(name)
 
 
 def saved_bytes(net: nn.Module, u0: Tensor) -> int:

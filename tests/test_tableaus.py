@@ -130,3 +130,19 @@ def test_a_learned_beta_is_per_channel():
         u0 = torch.ones(2, 3, 4)  # channels are dim 1, not the last dim
         want = u0 + 0.5 * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1) * u0
         torch.testing.assert_close(net(u0), want)
+
+
+def test_unregister_frees_a_name_and_refuses_unknown_ones():
+    solvers.register("test_ralston_again", RALSTON)
+    net = ODENet(nn.Linear(2, 2), "test_ralston_again", steps=2)
+    solvers.unregister("test_ralston_again")
+    assert "test_ralston_again" not in solvers.available()
+    assert net.scheme.order == 2  # a built network keeps its scheme
+    with pytest.raises(ValueError, match="unknown solver|not registered|unknown scheme"):
+        ODENet(nn.Linear(2, 2), "test_ralston_again", steps=2)
+    solvers.register("test_ralston_again", RALSTON)  # the name is free again
+    solvers.unregister("test_ralston_again")
+    with pytest.raises(ValueError, match="no scheme named 'test_ralston_again' is registered"):
+        solvers.unregister("test_ralston_again")
+    with pytest.raises(ValueError, match="adaptive"):
+        solvers.unregister("dopri5")
