@@ -62,14 +62,15 @@ def test_large_images_keep_the_imagenet_recipe_and_pil(tmp_path):
 def test_a_run_says_what_it_chose_and_plans_its_epochs(digits_folder, tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["train", "--data", "imagefolder", "--data-dir", str(digits_folder), "--model", "resnet8",
-                     "--epochs", "1", "--batch-size", "64", "--no-flip", "--out", str(out)]) == 0
+                     "--epochs", "1", "--batch-size", "64", "--no-flip", "--amp", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()  # not a terminal: no progress bars, the plan all the same
     chose = next(line for line in lines if line.startswith("data: "))
     assert "300 training images" in chose and "1 channel at 8x8" in chose and "no flip" in chose
     assert "loader: cache" in chose and "resnet8" in chose
     plan = next(i for i, line in enumerate(lines) if line.startswith("plan: "))
     assert plan < next(i for i, line in enumerate(lines) if line.startswith("epoch 1/1"))
-    for words in ("resnet8", "parameters", "cpu", "300 training images", "5 steps per epoch", "per epoch (from"):
+    for words in ("resnet8", "parameters", "cpu, bfloat16 autocast", "300 training images", "5 steps per epoch",
+                  "per epoch (from"):
         assert words in lines[plan], words
     saved = json.loads((out / "config.json").read_text())
     assert saved["flip"] is False and saved["loader"] is None and saved["data_chosen"]["channels"] == 1

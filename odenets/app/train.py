@@ -254,12 +254,15 @@ class _Run:
                 bar.write(metrics.line(row, cfg.epochs), file=sys.stdout)
 
     def _plan(self, per_epoch: float, timed: int) -> None:
-        """Print the plan line: model, parameters, device, images, steps and time per epoch."""
+        """Print the plan line: model, parameters, device (and precision under --amp), images,
+        steps and time per epoch."""
         n = len(self.data.train)
         steps = -(-(-(-n // self.ctx.world)) // self.per_process)
+        amp = f", {precision.describe(self.ctx.device, True)}" if self.cfg.amp else ""
+        world = f" x {self.ctx.world}" if self.ctx.world > 1 else ""
         tqdm.write(f"plan: {self.cfg.model} ({self.cfg.label}), {self.parameters:,} parameters, {self.ctx.device}"
-                   f"{f' x {self.ctx.world}' if self.ctx.world > 1 else ''}, {n:,} training images, {steps:,} steps "
-                   f"per epoch, about {_duration(per_epoch * steps)} per epoch (from {timed} timed batches)",
+                   f"{world}{amp}, {n:,} training images, {steps:,} steps per epoch, about "
+                   f"{_duration(per_epoch * steps)} per epoch (from {timed} timed batches)",
                    file=sys.stdout)
         sys.stdout.flush()
 
