@@ -31,6 +31,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 """torch.compile's modes (used when ``compile`` is set); reduce-overhead replays each step as
 CUDA graphs, without the host's launch of every kernel."""
 
+
 @dataclass
 class Config:
     model: Optional[str] = None

@@ -11,10 +11,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from . import distributed
-from .precision import autocast
 from .distributed import Context
 from .errors import UsageError
 from .image_tensors import Batches, ImageTensors
+from .precision import autocast
 
 
 def test_loader(dataset, ctx: Context, batch_size: int, workers: int) -> Iterable:

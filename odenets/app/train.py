@@ -204,19 +204,19 @@ class _Run:
         for x, y in batches:
             reading = self.train_step(x, y, stop.requested, (self.epoch, self.step + 1, self.batch + 1))
             self.step, self.batch = self.step + 1, self.batch + 1
-            stopping = self._count(reading, batches)
+            stopping = self._tally(reading, batches)
             timer.tick()
             if self.on_step is not None:
                 self.on_step(self.model, self.epoch, self.step)
             if stopping if ctx.world > 1 else stop.requested:
-                self._count(self.train_step.flush(), batches)
+                self._tally(self.train_step.flush(), batches)
                 self.partial["seconds"] += time.perf_counter() - started
                 self._save()
                 raise self._interrupted(stop)
-        self._count(self.train_step.flush(), batches)
+        self._tally(self.train_step.flush(), batches)
         self.partial["seconds"] += time.perf_counter() - started
 
-    def _count(self, reading: Optional[Reading], batches: tqdm) -> bool:
+    def _tally(self, reading: Optional[Reading], batches: tqdm) -> bool:
         """Add a step's reading (one step late, see :mod:`train_step`) to the epoch's sums;
         stop on a loss that is not finite, naming the step. Return whether any process
         asked to stop in that step."""
