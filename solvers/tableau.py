@@ -10,9 +10,19 @@ Hairer, Nørsett & Wanner, *Solving Ordinary Differential Equations I*, §II.1�
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from math import isclose
+from numbers import Rational
 
-_TOL = 1e-12
+from .rooted_trees import bracket, density, elementary_weights, trees
+
+_TOL = 1e-12  # for float entries; Fractions (and ints) are compared exactly
+
+
+def _equal(x, y) -> bool:
+    if isinstance(x, Rational) and isinstance(y, Rational):
+        return x == y
+    return isclose(x, y, abs_tol=_TOL)
 
 
 @dataclass(frozen=True)
@@ -21,8 +31,11 @@ class ButcherTableau:
 
     ``a`` holds the rows of the strictly lower-triangular matrix A (row i has i entries),
     so ``a[0] == ()``. On construction the tableau checks that it is explicit, that
-    c_i = sum_j a_ij, and that it satisfies the order conditions up to ``order``
-    (checked for orders up to 4; a higher claimed order is checked up to 4).
+    c_i = sum_j a_ij, and that it has the order it claims: for every rooted tree t of at
+    most ``order`` nodes, sum_i b_i Phi_i(t) = 1/gamma(t) (Butcher's order conditions, one
+    per tree, see :mod:`solvers.rooted_trees`; 8 up to order 4, 37 up to order 6). Entries
+    may be floats, checked to within 1e-12, or Fractions, checked exactly and then kept
+    as floats.
     """
 
     name: str
@@ -40,41 +53,26 @@ class ButcherTableau:
             if len(row) != i:
                 raise ValueError(f"tableau {self.name!r}: row {i} of a must have {i} entries "
                                  f"(explicit schemes have a strictly lower-triangular A), got {len(row)}")
-            if not isclose(sum(row), self.c[i], abs_tol=1e-12):
+            if not _equal(sum(row), self.c[i]):
                 raise ValueError(f"tableau {self.name!r}: c[{i}] = {self.c[i]} but row {i} of a sums to {sum(row)}")
         if self.order < 1:
             raise ValueError(f"tableau {self.name!r}: order must be at least 1, got {self.order}")
-        for q, (lhs, rhs) in enumerate(self._order_conditions(), start=1):
-            if q > self.order:
-                break
-            for value, want in zip(lhs, rhs):
-                if not isclose(value, want, abs_tol=_TOL):
-                    raise ValueError(f"tableau {self.name!r} claims order {self.order} but fails an "
-                                     f"order-{q} condition: {value} != {want}")
+        for q in range(1, self.order + 1):
+            for t in trees(q):
+                value = sum(bi * phi for bi, phi in zip(self.b, elementary_weights(t, self.a)))
+                want = Fraction(1, density(t))
+                if not _equal(value, want):
+                    raise ValueError(f"tableau {self.name!r} claims order {self.order} but fails an order-{q} "
+                                     f"condition, that of the tree {bracket(t)}: "
+                                     f"sum_i b_i Phi_i = {value} != 1/gamma = {want}")
+        # the steppers and analyses compute in floats (and tensors), which Fractions do not mix with
+        object.__setattr__(self, "a", tuple(tuple(map(float, row)) for row in self.a))
+        object.__setattr__(self, "b", tuple(map(float, self.b)))
+        object.__setattr__(self, "c", tuple(map(float, self.c)))
 
     @property
     def stages(self) -> int:
         return len(self.b)
-
-    def _order_conditions(self):
-        """Yield, for q = 1..4, the values of the order-q tree conditions and their targets."""
-        b, c, s = self.b, self.c, len(self.b)
-
-        def A(i, j):
-            return self.a[i][j] if j < i else 0.0
-
-        Ac = [sum(A(i, j) * c[j] for j in range(s)) for i in range(s)]
-        yield [sum(b)], [1.0]
-        yield [sum(bi * ci for bi, ci in zip(b, c))], [1 / 2]
-        yield ([sum(bi * ci**2 for bi, ci in zip(b, c)), sum(bi * x for bi, x in zip(b, Ac))],
-               [1 / 3, 1 / 6])
-        Ac2 = [sum(A(i, j) * c[j] ** 2 for j in range(s)) for i in range(s)]
-        AAc = [sum(A(i, j) * Ac[j] for j in range(s)) for i in range(s)]
-        yield ([sum(bi * ci**3 for bi, ci in zip(b, c)),
-                sum(bi * ci * x for bi, ci, x in zip(b, c, Ac)),
-                sum(bi * x for bi, x in zip(b, Ac2)),
-                sum(bi * x for bi, x in zip(b, AAc))],
-               [1 / 4, 1 / 8, 1 / 12, 1 / 24])
 
 
 EULER = ButcherTableau("euler", 1, a=((),), b=(1.0,), c=(0.0,))

@@ -1,5 +1,8 @@
 """Schemes given as data: user tableaus and multistep coefficients reach their order
-through ODENet, and every scheme makes the f-evaluations it declares."""
+through ODENet, and every scheme makes the f-evaluations it declares; Butcher's rooted
+trees and the order conditions checked against published counts and tableaus."""
+from fractions import Fraction as F
+
 import pytest
 import torch
 from torch import nn
@@ -7,6 +10,7 @@ from torch import nn
 import solvers
 from odenets import ODENet
 from odes import A3, F64, Counter, Linear, Logistic, observed_orders, registered
+from solvers.rooted_trees import bracket, density, trees
 
 RALSTON = solvers.ButcherTableau("test_ralston", 2, a=((), (2 / 3,)), b=(1 / 4, 3 / 4), c=(0.0, 2 / 3))
 # The explicit midpoint (leapfrog) rule u_{n+1} = u_{n-1} + 2 dt f_n: reads a past state, no past f.
@@ -65,6 +69,67 @@ def test_tableau_must_be_explicit_and_consistent():
     with pytest.raises(ValueError, match="same number of stages"):
         solvers.ButcherTableau("bad", 1, a=((),), b=(0.5, 0.5), c=(0.0, 1.0))
 
+
+def test_rooted_tree_counts_are_oeis_a000081():
+    assert [len(trees(n)) for n in range(1, 9)] == [1, 1, 2, 4, 9, 20, 48, 115]
+
+
+def test_order_4_trees_and_their_densities():
+    # HNW I, §II.2: the order-4 trees have gamma = 4, 8, 12, 24
+    assert sorted(density(t) for t in trees(4)) == [4, 8, 12, 24]
+    assert {bracket(t) for t in trees(4)} == {"[*,*,*]", "[*,[*]]", "[[*,*]]", "[[[*]]]"}
+
+
+# Published tableaus of known order, written exactly (Kutta 1901; Dormand & Prince 1980; Butcher 1964).
+CLASSICAL_RK4 = dict(a=((), (F(1, 2),), (0, F(1, 2)), (0, 0, 1)),
+                     b=(F(1, 6), F(1, 3), F(1, 3), F(1, 6)), c=(0, F(1, 2), F(1, 2), 1))
+KUTTA_3_8 = dict(a=((), (F(1, 3),), (F(-1, 3), 1), (1, -1, 1)),
+                 b=(F(1, 8), F(3, 8), F(3, 8), F(1, 8)), c=(0, F(1, 3), F(2, 3), 1))
+DOPRI5 = dict(  # Dormand & Prince (1980), its 5th-order weights
+    a=((), (F(1, 5),), (F(3, 40), F(9, 40)), (F(44, 45), F(-56, 15), F(32, 9)),
+       (F(19372, 6561), F(-25360, 2187), F(64448, 6561), F(-212, 729)),
+       (F(9017, 3168), F(-355, 33), F(46732, 5247), F(49, 176), F(-5103, 18656)),
+       (F(35, 384), 0, F(500, 1113), F(125, 192), F(-2187, 6784), F(11, 84))),
+    b=(F(35, 384), 0, F(500, 1113), F(125, 192), F(-2187, 6784), F(11, 84), 0),
+    c=(0, F(1, 5), F(3, 10), F(4, 5), F(8, 9), 1, 1))
+BUTCHER6 = dict(  # Butcher (1964): 7 stages, order 6
+    a=((), (F(1, 3),), (0, F(2, 3)), (F(1, 12), F(1, 3), F(-1, 12)),
+       (F(-1, 16), F(9, 8), F(-3, 16), F(-3, 8)), (0, F(9, 8), F(-3, 8), F(-3, 4), F(1, 2)),
+       (F(9, 44), F(-9, 11), F(63, 44), F(18, 11), 0, F(-16, 11))),
+    b=(F(11, 120), 0, F(27, 40), F(27, 40), F(-4, 15), F(-4, 15), F(11, 120)),
+    c=(0, F(1, 3), F(2, 3), F(1, 3), F(1, 2), F(1, 2), 1))
+PUBLISHED = [("rk4", 4, CLASSICAL_RK4), ("rk38", 4, KUTTA_3_8), ("dopri5", 5, DOPRI5), ("butcher6", 6, BUTCHER6)]
+
+
+@pytest.mark.parametrize("name,order,tableau", PUBLISHED, ids=[p[0] for p in PUBLISHED])
+def test_published_tableau_has_its_order_and_no_more(name, order, tableau):
+    exact = solvers.ButcherTableau(name, order, **tableau)  # Fractions: checked exactly
+    floats = dict(a=exact.a, b=exact.b, c=exact.c)  # kept as floats: checked to within 1e-12
+    assert solvers.ButcherTableau(name, order, **floats) == exact
+    for entries in (tableau, floats):
+        with pytest.raises(ValueError, match=f"claims order {order + 1} but fails an order-{order + 1} condition"):
+            solvers.ButcherTableau(name, order + 1, **entries)
+
+
+def test_a_failed_condition_names_its_order_and_tree():
+    # Simpson weights make the quadrature conditions of order 3 hold; with a_32 = 0 the
+    # remaining one, sum b_i a_ij c_j = 1/6 for the tree [[*]], does not.
+    with pytest.raises(ValueError, match=r"claims order 3 but fails an order-3 condition, that of the tree "
+                                         r"\[\[\*\]\]: sum_i b_i Phi_i = 0 != 1/gamma = 1/6"):
+        solvers.ButcherTableau("bad", 3, a=((), (F(1, 2),), (1, 0)), b=(F(1, 6), F(2, 3), F(1, 6)),
+                               c=(0, F(1, 2), 1))
+
+
+def test_fractions_are_kept_as_floats():
+    tableau = solvers.ButcherTableau("rk4", 4, **CLASSICAL_RK4)
+    assert tableau == solvers.RK4 and all(type(x) is float for x in tableau.b + tableau.c + tableau.a[1])
+
+
+@pytest.mark.parametrize("name,order", [("euler", 1), ("midpoint", 2), ("heun", 2), ("rk3", 3), ("rk4", 4)])
+def test_built_in_tableaus_still_construct(name, order):
+    tableau = solvers.get(name).tableau
+    assert tableau.order == order
+    assert solvers.ButcherTableau(name, order, a=tableau.a, b=tableau.b, c=tableau.c) == tableau
 
 
 ONE_FUNCTION = ["euler", "midpoint", "heun", "rk3", "rk4", "lm", "polynet", "ab2", "ab3", "ab4"]
