@@ -65,8 +65,10 @@ class ODENet(nn.Module):
         return_trajectory: return every state u_0..u_N (stacked when shapes agree,
             else a list) instead of u_N.
         checkpoint: recompute each step in the backward pass (less memory, more time).
-        memory_efficient: for an invertible scheme (``revnet``): rebuild the states from
-            the output in the backward pass, so activation memory does not grow with depth.
+        memory_efficient: for an invertible scheme (``revnet``, ``momentum``): rebuild the
+            states from the output in the backward pass, so activation memory does not grow
+            with depth. Dropout (any random draw inside f) trains as with plain backprop:
+            each function evaluation's random state is saved (about 5 KB each) and replayed.
         carry_in: this net continues the history of an earlier one (a later stage of a
             network, see :meth:`integrate`). Without it the first steps, whose history is
             too short for a multistep scheme, get no trained coefficients.

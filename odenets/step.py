@@ -2,7 +2,9 @@
 function(s) at its time t_n."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from contextlib import contextmanager
+from functools import partial
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -19,12 +21,15 @@ class Field:
     def __init__(self, module: nn.Module, n: int):
         self.module, self.n = module, n
         self.timed = takes_time(module)
+        self.before_call: Optional[Callable[[], None]] = None  # see Step.before_each_call
 
     def __call__(self, t: float, x: Tensor) -> Tensor:
         return self.check(t, x, x.shape)
 
     def check(self, t: float, x: Tensor, shape: Optional[torch.Size]) -> Tensor:
         """f(t, x), whose output must have ``shape`` (None: any shape)."""
+        if self.before_call is not None:
+            self.before_call()
         out = self.module(t, x) if self.timed else self.module(x)
         if not isinstance(out, Tensor):
             raise TypeError(f"f at step {self.n} ({type(self.module).__name__}) returned a {type(out).__name__}; a "
@@ -75,6 +80,20 @@ class Step(nn.Module):
         scheme), its output checked."""
         return self._f
 
+    @contextmanager
+    def before_each_call(self, hook: Callable[[int], None]) -> Iterator[None]:
+        """Within this block ``hook(i)`` runs before every evaluation of the step's
+        function i (the reversible engine records and replays there the random state each
+        evaluation starts from)."""
+        fields = self._f if isinstance(self._f, tuple) else (self._f,)
+        for i, f in enumerate(fields):
+            f.before_call = partial(hook, i)
+        try:
+            yield
+        finally:
+            for f in fields:
+                f.before_call = None
+
     @property
     def transition(self) -> bool:
         """Whether the step changes the state's shape (it has a shortcut)."""
@@ -122,7 +141,9 @@ class Step(nn.Module):
 
     def inverse(self, u: Tensor, past: Past = ()) -> tuple[Tensor, Past]:
         """(u_n, past_n) from this step's output u_{n+1} and the history it left, for an
-        invertible scheme (eval and training mode alike: the step must be deterministic)."""
+        invertible scheme (eval and training mode alike). A step whose functions draw random
+        numbers (dropout) inverts only under the draws it ran with, which the reversible
+        engine replays (:meth:`before_each_call`)."""
         if not self.scheme.invertible or self.shortcut is not None or self.activation is not None:
             why = ("its scheme is not invertible" if not self.scheme.invertible else
                    "it changes the state's shape" if self.shortcut is not None else "it has an activation")

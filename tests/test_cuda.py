@@ -46,6 +46,32 @@ def test_memory_efficient_under_autocast_matches_plain_backprop(solver, dtype):
 
 
 @cuda
+@pytest.mark.parametrize("solver", ["revnet", "momentum"])
+def test_memory_efficient_with_dropout_matches_plain_backprop_from_the_same_seed(solver):
+    """The backward pass replays the CUDA generator's state of each dropout mask, and
+    leaves the CPU and CUDA streams where plain backprop leaves them."""
+    def dropped(d: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(d, 16), nn.Tanh(), nn.Dropout(0.3), nn.Linear(16, d), nn.Dropout(0.3))
+
+    torch.manual_seed(0)
+    fns = [(dropped(4), dropped(4)) for _ in range(4)] if solver == "revnet" else [dropped(8) for _ in range(4)]
+    x = torch.randn(16, 8, device="cuda", dtype=torch.float64, requires_grad=True)
+    runs = []
+    for memory_efficient in (False, True):
+        net = ODENet(fns, solver, memory_efficient=memory_efficient).cuda().double()
+        torch.manual_seed(1)
+        out = net(x)
+        grads = torch.autograd.grad(out.square().sum(), [x, *net.parameters()])
+        runs.append((out, grads, torch.rand(3), torch.rand(3, device="cuda")))
+    (out_p, grads_p, *after_p), (out_e, grads_e, *after_e) = runs
+    torch.testing.assert_close(out_e, out_p, rtol=0, atol=0)
+    for a, b in zip(grads_e, grads_p):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for a, b in zip(after_e, after_p):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@cuda
 def test_the_authors_stochastic_depth_trains_with_amp():
     torch.manual_seed(0)
     model = zoo.create("lm_resnet56_sd").cuda()

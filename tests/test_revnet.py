@@ -145,10 +145,18 @@ def test_memory_efficient_backward_reruns_the_steps_under_the_forward_autocast()
         torch.testing.assert_close(reversible, plain, rtol=0.05, atol=0.05)
 
 
-def test_memory_efficient_refuses_dropout_in_training():
-    pairs = [(nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1)), nn.Linear(4, 4)) for _ in range(2)]
-    net = ODENet(pairs, "revnet", memory_efficient=True)
-    with pytest.raises(ValueError, match="re-runs the steps in the backward pass, which a dropout layer"):
-        net(torch.randn(2, 8))
+def test_memory_efficient_trains_with_dropout():
+    """Dropout in training mode, once refused: the backward pass replays each function's
+    random state (tests/test_reversible_random.py checks it against plain backprop)."""
+    torch.manual_seed(0)
+    pairs = [(nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.3)), nn.Linear(4, 4)) for _ in range(2)]
+    x = torch.randn(2, 8)
+    grads = []
+    for memory_efficient in (False, True):
+        net = ODENet(pairs, "revnet", memory_efficient=memory_efficient)
+        torch.manual_seed(1)
+        grads.append(torch.autograd.grad(net(x).sum(), list(net.parameters())))
+    for plain, reversible in zip(*grads):
+        torch.testing.assert_close(reversible, plain)
     net.eval()
-    assert net(torch.randn(2, 8)).shape == (2, 8)  # in eval mode dropout is the identity
+    torch.testing.assert_close(net(x), ODENet(pairs, "revnet").eval()(x))  # in eval mode dropout is the identity
