@@ -42,6 +42,10 @@ def reversible_steps(steps: Sequence[Step], u: Tensor, past: Past) -> tuple[Tens
     function draws on the CPU or on the state's device and depends on its input and its
     random state alone."""
     steps = list(steps)
+    if not torch.is_grad_enabled():  # no backward pass to serve: nothing to save or record
+        for step in steps:
+            u, past = step.advance(u, past)
+        return u, past
     per_step = [_parameters(s) for s in steps]
     params = list({id(p): p for ps in per_step for p in ps}.values())
     flat, template = _flatten(past)

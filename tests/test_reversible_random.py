@@ -84,3 +84,19 @@ def test_eval_mode_draws_nothing_and_equals_plain_backprop(name):
     for a, b in zip(grads_e, grads_p):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(after_e, after_p, rtol=0, atol=0)
+
+
+def test_without_grad_the_steps_run_plainly_and_record_nothing(monkeypatch):
+    from odenets import reversible
+
+    monkeypatch.setattr(reversible._Draws, "record", lambda self, i: pytest.fail("recorded under no_grad"))
+    torch.manual_seed(0)
+    fns = [nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.3)) for _ in range(3)]
+    plain, efficient = ODENet(fns, "momentum"), ODENet(fns, "momentum", memory_efficient=True)
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        want = plain(x)
+        torch.manual_seed(1)
+        got = efficient(x)
+    assert torch.equal(got, want)
