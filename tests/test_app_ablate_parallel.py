@@ -3,6 +3,7 @@ and `--shard I/N` (a share of the runs, collected afterwards) give the runs and 
 table of one study trained one run after another; an interrupted parallel study
 resumes; bad values are usage errors. Seeded runs on one CPU thread are deterministic,
 so "the same" is exact, apart from the times."""
+import io
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import pytest
 
 from odenets.app import cli, jobs
 from odenets.app.config import Config
+from odenets.app.job_progress import JobProgress
 
 ROOT = Path(__file__).parents[1]
 ARGS = ["ablate", "--model", "resnet8", "--solvers", "euler,midpoint", "--seeds", "3", "--epochs", "2",
@@ -65,6 +67,9 @@ def test_two_jobs_give_the_runs_of_one(tmp_path, one_by_one):
     for solver, seed in RUNS:  # every job's start and end shown
         assert f"{solver} seed {seed}: started (cpu, 1 thread(s))" in done.stdout
         assert f"{solver} seed {seed}: test accuracy" in done.stdout
+        for epoch in (1, 2):  # and its progress, a line an epoch where no terminal shows bars
+            assert f"{solver} seed {seed}: epoch {epoch}/2, " in done.stdout
+    assert "left" in done.stdout  # after epoch 1: the time still to go
     assert study(out) == one_by_one
 
     quiet = odenets(*ARGS, "--jobs", 2, "--out", out, "--quiet")  # all reused, and quiet stays quiet
@@ -109,6 +114,24 @@ def test_a_study_stopped_part_way_resumes(tmp_path, one_by_one):
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("(reused)") == len(finished)
     assert study(out) == one_by_one
+
+
+def test_a_terminal_shows_a_bar_per_running_job():
+    screen = io.StringIO()
+    shown = JobProgress(screen, bars=True)
+    shown.start("a", "euler seed 0")
+    shown.start("b", "lm seed 0")
+    shown.update("a", 3, 10, 2)
+    shown.update("b", 7, 10, 2)
+    text = screen.getvalue()
+    assert "euler seed 0" in text and "3/10" in text and "lm seed 0" in text and "7/10" in text
+    assert [job["position"] for job in shown.jobs.values()] == [0, 1]
+    shown.end("a")
+    shown.start("c", "euler seed 1")  # takes the freed line
+    assert shown.jobs["c"]["position"] == 0
+    shown.end("b")
+    shown.end("c")
+    assert not shown.jobs
 
 
 def test_bad_jobs_and_shards_are_usage_errors(tmp_path, capsys):

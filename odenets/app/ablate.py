@@ -26,7 +26,8 @@ from . import ablate_figures, checkpoint, config, jobs, lock, metrics, settings_
 from .config import Config
 from .errors import CheckpointError, Interrupted, UsageError
 from .statistics import compare
-from .train import command, fit
+from .job_progress import JobProgress
+from .train import Progress, command, fit
 
 SOLVERS = ("euler", "lm", "midpoint", "rk4", "polynet", "revnet", "lm+sd")
 COLUMNS = ("name", "model", "solver", "parameters", "evaluations", "acc_mean", "acc_std", "err_mean", "err_std",
@@ -138,28 +139,44 @@ def plan(args: argparse.Namespace) -> Study:
 
 def train(study: Study, parallel: int, argv: Optional[list[str]]) -> dict[str, dict]:
     """Train (or reuse, or resume) the study's runs, ``parallel`` at a time, printing a
-    line as each starts (when several run at once) and ends; return run folder -> result."""
+    line as each starts (when several run at once) and ends, and with several at once
+    their progress (:class:`JobProgress`); return run folder -> result."""
     todo, quiet, width = study.todo, study.given.quiet, max(len(name) for name in study.plan)
+    shown = JobProgress() if parallel > 1 and not quiet else None
     done: dict[str, dict] = {}
 
+    def label(cfg: Config) -> str:
+        return f"{study.rows[cfg.out]:>{width}} seed {cfg.seed}"
+
     def started(cfg: Config) -> None:
-        if parallel > 1 and not quiet:
+        if shown:
             where = cfg.device or "cpu"
             if cfg.threads is not None:
                 where += f", {cfg.threads} thread(s)"
-            print(f"{study.rows[cfg.out]:>{width}} seed {cfg.seed}: started ({where})", flush=True)
+            shown.start(cfg.out, label(cfg))
+            shown.write(f"{label(cfg)}: started ({where})")
+
+    def progress(cfg: Config, steps: int, total: int) -> None:
+        shown.update(cfg.out, steps, total, cfg.epochs)
 
     def finished(cfg: Config, outcome: tuple[dict, bool]) -> None:
         result, reused = outcome
         done[cfg.out] = result
+        if shown:
+            shown.end(cfg.out)
         if not quiet:
-            print(f"{study.rows[cfg.out]:>{width}} seed {cfg.seed}: test accuracy {100 * result['test_acc']:.2f}%, "
-                  f"{result['seconds']:.1f}s{' (reused)' if reused else ''}", flush=True)
+            line = (f"{label(cfg)}: test accuracy {100 * result['test_acc']:.2f}%, {result['seconds']:.1f}s"
+                    f"{' (reused)' if reused else ''}")
+            if shown:
+                shown.write(line)
+            else:
+                print(line, flush=True)
 
     finished_before = [cfg for cfg in todo if (Path(cfg.out) / "result.json").exists()]
     try:
         jobs.run(run_one, finished_before, 1, None, finished)  # read here: no process to start for them
-        jobs.run(run_one, [cfg for cfg in todo if cfg not in finished_before], parallel, started, finished)
+        jobs.run(run_one, [cfg for cfg in todo if cfg not in finished_before], parallel, started, finished,
+                 progress if shown else None)
     except Interrupted as e:
         raise Interrupted(f"{e}\nrerun the same command to go on (finished runs are reused):\n  "
                           f"{command(argv)}", e.exit_code - 128) from None
@@ -234,10 +251,11 @@ def _config(given: Config, model: str, spec: str, seed: int, folder: Path) -> Co
     return replace(given, model=model, solver=spec, seed=seed, out=str(folder / f"seed{seed}")).resolved()
 
 
-def run_one(cfg: Config) -> tuple[dict, bool]:
+def run_one(cfg: Config, progress: Optional[Progress] = None) -> tuple[dict, bool]:
     """One run of the study, into its own folder ``cfg.out``: the recorded result if it
-    finished before, else trained (on from its checkpoint if it was interrupted); all
-    while holding the run's folder. Returns the result and whether it was reused."""
+    finished before, else trained (on from its checkpoint if it was interrupted, telling
+    ``progress`` its steps); all while holding the run's folder. Returns the result and
+    whether it was reused."""
     folder = Path(cfg.out)
     with lock.hold(folder):
         done = folder / "result.json"
@@ -249,7 +267,7 @@ def run_one(cfg: Config) -> tuple[dict, bool]:
         if (folder / "checkpoint.pt").exists():
             state = checkpoint.load(folder / "checkpoint.pt")
             _same(cfg, state["config"], folder / "checkpoint.pt")
-        return fit(cfg, state, lines=False), False
+        return fit(cfg, state, lines=False, progress=progress), False
 
 
 def read_result(path: Path) -> dict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 import traceback
 from collections import deque
 from dataclasses import replace
@@ -25,8 +26,14 @@ from .config import Config
 from .errors import AppError, Interrupted, UsageError
 
 T = TypeVar("T")
-Work = Callable[[Config], T]
-"""One run: a module-level function (the worker process imports it by name)."""
+Work = Callable[[Config, Optional[Callable[[int, int], None]]], T]
+"""One run, ``work(cfg, progress)``: a module-level function (the worker process imports it
+by name), which tells ``progress`` (when given) its steps done and in all as it goes."""
+Progress = Callable[[Config, int, int], None]
+"""Told, in the study's process, (cfg, steps done, steps in all) of a running job."""
+
+REPORT_EVERY = 0.5
+"""Seconds between a worker's progress reports (its last step is always reported)."""
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -76,10 +83,12 @@ def placed(cfg: Config, slot: int, jobs: int) -> Config:
 
 def run(work: Work, cfgs: Sequence[Config], jobs: int = 1,
         started: Optional[Callable[[Config], None]] = None,
-        finished: Optional[Callable[[Config, T], None]] = None) -> list[T]:
-    """``work(cfg)`` for every cfg, ``jobs`` at a time (1: one after another in this
-    process); the results in the order of ``cfgs``. ``started`` and ``finished`` are
-    called in this process as each run starts (with the cfg as placed) and ends.
+        finished: Optional[Callable[[Config, T], None]] = None,
+        progress: Optional[Progress] = None) -> list[T]:
+    """``work(cfg, ...)`` for every cfg, ``jobs`` at a time (1: one after another in this
+    process, which shows its own progress); the results in the order of ``cfgs``.
+    ``started``, ``progress`` and ``finished`` are called in this process as each run
+    starts (with the cfg as placed), advances and ends.
 
     The first run that fails stops the others (they save) and its error is raised: an
     AppError as it was raised, any other error as a RuntimeError with the worker's
@@ -88,15 +97,15 @@ def run(work: Work, cfgs: Sequence[Config], jobs: int = 1,
         results = []
         for cfg in cfgs:
             started and started(cfg)
-            results.append(work(cfg))
+            results.append(work(cfg, None))
             finished and finished(cfg, results[-1])
         return results
-    return _Pool(work, jobs, started, finished).run(cfgs)
+    return _Pool(work, jobs, started, finished, progress).run(cfgs)
 
 
 class _Pool:
-    def __init__(self, work: Work, jobs: int, started, finished):
-        self.work, self.jobs, self.started, self.finished = work, jobs, started, finished
+    def __init__(self, work: Work, jobs: int, started, finished, progress):
+        self.work, self.jobs, self.started, self.finished, self.progress = work, jobs, started, finished, progress
         self.context = multiprocessing.get_context("spawn")
         self.running: dict[Connection, tuple[int, multiprocessing.process.BaseProcess, int, Config]] = {}
         self.results: dict[int, object] = {}
@@ -114,7 +123,7 @@ class _Pool:
                     while waiting and len(self.running) < self.jobs and not self._stopping():
                         self._start(*waiting.popleft())
                     for conn in wait(list(self.running), timeout=0.5):
-                        self._end(conn)
+                        self._receive(conn)
                     if self.stop.requested and not passed_on:  # Ctrl-C reached them too: one request
                         passed_on = True
                         self._signal(self.stop.signum)
@@ -151,19 +160,25 @@ class _Pool:
         if self.started:
             self.started(cfg)
 
-    def _end(self, conn: Connection) -> None:
-        index, process, _, cfg = self.running.pop(conn)
+    def _receive(self, conn: Connection) -> None:
+        """A job's message: its progress, or how it ended."""
+        index, process, _, cfg = self.running[conn]
         try:
-            ok, value = conn.recv()
+            kind, value = conn.recv()
         except EOFError:  # it died before it could send: killed, or stopped as it was starting
             process.join()  # for its exit status
-            ok, value = False, RuntimeError(f"the process of run {cfg.out} ended with exit status "
-                                            f"{process.exitcode} before it reported")
+            kind, value = "error", RuntimeError(f"the process of run {cfg.out} ended with exit status "
+                                                f"{process.exitcode} before it reported")
             if self._stopping():
                 value = Interrupted(f"run {cfg.out} stopped as it started")
+        if kind == "progress":
+            if self.progress:
+                self.progress(cfg, *value)
+            return
+        del self.running[conn]
         conn.close()
         process.join()
-        if ok:
+        if kind == "result":
             self.results[index] = value
             if self.finished:
                 self.finished(cfg, value)
@@ -187,12 +202,20 @@ def _work(work: Work, cfg: Config, conn: Connection, stopped) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if stopped.is_set():
             raise KeyboardInterrupt
-        conn.send((True, work(cfg)))
+        last = 0.0
+
+        def report(done: int, total: int) -> None:
+            nonlocal last
+            if done == total or time.monotonic() - last >= REPORT_EVERY:
+                last = time.monotonic()
+                conn.send(("progress", (done, total)))
+
+        conn.send(("result", work(cfg, report)))
     except AppError as e:
-        conn.send((False, e))
+        conn.send(("error", e))
     except KeyboardInterrupt:
-        conn.send((False, Interrupted(f"run {cfg.out} stopped before it could save")))
+        conn.send(("error", Interrupted(f"run {cfg.out} stopped before it could save")))
     except BaseException:
-        conn.send((False, RuntimeError(f"run {cfg.out} failed in its process:\n{traceback.format_exc()}")))
+        conn.send(("error", RuntimeError(f"run {cfg.out} failed in its process:\n{traceback.format_exc()}")))
     finally:
         conn.close()

@@ -42,12 +42,16 @@ SUBSET_STREAM = 2
 
 OnStep = Callable[[nn.Module, int, int], None]
 """Called after every optimizer step with (model, epoch, step): a hook for tests and tools."""
+Progress = Callable[[int, int], None]
+"""Called after every optimizer step with (steps done, steps of the whole run): for displays."""
 
 
-def fit(cfg: Config, state: Optional[dict] = None, on_step: Optional[OnStep] = None, lines: bool = True) -> dict:
+def fit(cfg: Config, state: Optional[dict] = None, on_step: Optional[OnStep] = None, lines: bool = True,
+        progress: Optional[Progress] = None) -> dict:
     """Train ``cfg`` from scratch, or on from checkpoint ``state`` (see
     :func:`checkpoint.load`); return the result, also written to <out>/result.json.
-    ``lines``: print a line per epoch (unless ``cfg.quiet``).
+    ``lines``: print a line per epoch (unless ``cfg.quiet``); ``progress``: told the steps
+    done after each step (an ``ablate --jobs`` worker reports them to its study).
 
     The run holds its folder (:func:`lock.hold`) from start to end; a checkpoint of
     another folder is resumed into ``cfg.out`` only if that holds nothing yet, and
@@ -55,7 +59,7 @@ def fit(cfg: Config, state: Optional[dict] = None, on_step: Optional[OnStep] = N
     cfg = cfg.resolved().check()
     ctx = distributed.setup(cfg.device)
     with _holding(ctx, Path(cfg.out)), threads(cfg.threads) as used:
-        return _Run(replace(cfg, threads=used), ctx, state, on_step, lines).run()
+        return _Run(replace(cfg, threads=used), ctx, state, on_step, lines, progress).run()
 
 
 @contextmanager
@@ -94,8 +98,9 @@ def _holding(ctx: Context, out: Path) -> Iterator[None]:
 
 class _Run:
     def __init__(self, cfg: Config, ctx: Context, state: Optional[dict], on_step: Optional[OnStep],
-                 lines: bool = True):
+                 lines: bool = True, progress: Optional[Progress] = None):
         self.cfg, self.ctx, self.on_step, self.lines = cfg, ctx, on_step, lines and not cfg.quiet
+        self.progress = progress
         self.out = Path(cfg.out)
         self.path = self.out / "checkpoint.pt"
         if state is None and self.path.exists():
@@ -208,6 +213,8 @@ class _Run:
             timer.tick()
             if self.on_step is not None:
                 self.on_step(self.model, self.epoch, self.step)
+            if self.progress is not None:
+                self.progress(self.step, self.cfg.epochs * self.steps_per_epoch)
             if stopping if ctx.world > 1 else stop.requested:
                 self._tally(self.train_step.flush(), batches)
                 self.partial["seconds"] += time.perf_counter() - started
@@ -253,16 +260,20 @@ class _Run:
             if self.lines:
                 bar.write(metrics.line(row, cfg.epochs), file=sys.stdout)
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Each process's share of the training images, in batches."""
+        return -(-(-(-len(self.data.train) // self.ctx.world)) // self.per_process)
+
     def _plan(self, per_epoch: float, timed: int) -> None:
         """Print the plan line: model, parameters, device (and precision under --amp), images,
         steps and time per epoch."""
-        n = len(self.data.train)
-        steps = -(-(-(-n // self.ctx.world)) // self.per_process)
+        n, steps = len(self.data.train), self.steps_per_epoch
         amp = f", {precision.describe(self.ctx.device, True)}" if self.cfg.amp else ""
         world = f" x {self.ctx.world}" if self.ctx.world > 1 else ""
         tqdm.write(f"plan: {self.cfg.model} ({self.cfg.label}), {self.parameters:,} parameters, {self.ctx.device}"
                    f"{world}{amp}, {n:,} training images, {steps:,} steps per epoch, about "
-                   f"{_duration(per_epoch * steps)} per epoch (from {timed} timed batches)",
+                   f"{duration(per_epoch * steps)} per epoch (from {timed} timed batches)",
                    file=sys.stdout)
         sys.stdout.flush()
 
@@ -395,7 +406,7 @@ def describe(cfg: Config, ds: data.Data) -> str:
             f"{cfg.epochs} epochs of {cfg.batch_size}; {c['augmentation']}; loader: {c['loader']}")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     """``42 s``, ``2 min 46 s``, ``3 h 05 min``."""
     s = round(seconds)
     if s < 60:
