@@ -168,3 +168,18 @@ def test_each_job_gets_its_gpu_or_its_share_of_the_cores(monkeypatch):
     assert [jobs.placed(cfg, slot, 3).device for slot in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
     assert jobs.placed(Config(device="cuda:1"), 0, 3).device == "cuda:1"  # a device named is kept
     assert jobs.placed(Config(device="cpu"), 1, 3).device == "cpu"
+
+
+def test_a_log_gets_a_line_per_completed_epoch_and_a_resumed_job_only_its_new_ones(capsys):
+    shown = JobProgress(io.StringIO(), bars=False)
+    shown.start("a", "euler seed 0")
+    for done in range(1, 31):  # 3 epochs of 10 steps
+        shown.update("a", done, 30, 3)
+    shown.start("b", "lm seed 0")  # resumed after 2 of its 4 epochs
+    for done in range(21, 41):
+        shown.update("b", done, 40, 4)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "euler seed 0: epoch 1/3", "euler seed 0: epoch 2/3", "euler seed 0: epoch 3/3",
+        "lm seed 0: epoch 3/4", "lm seed 0: epoch 4/4"]
+    assert "left" in lines[0] and "left" not in lines[2]

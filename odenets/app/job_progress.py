@@ -29,7 +29,7 @@ class JobProgress:
     def start(self, key: str, label: str) -> None:
         taken = {job["position"] for job in self.jobs.values()}
         position = min(set(range(len(self.jobs) + 1)) - taken)
-        self.jobs[key] = {"label": label, "position": position, "started": time.monotonic(), "epoch": 0, "bar": None}
+        self.jobs[key] = {"label": label, "position": position, "started": time.monotonic(), "bar": None}
 
     def update(self, key: str, done: int, total: int, epochs: int) -> None:
         job = self.jobs.get(key)
@@ -43,11 +43,13 @@ class JobProgress:
             job["bar"].update(done - job["bar"].n)
             return
         now = time.monotonic()
-        first_time, first_done = job.setdefault("first", (now, done))  # the rate leaves out the start-up
+        if "first" not in job:  # the rate leaves out the start-up; a resumed run's past epochs are not news
+            job["first"], job["epoch"] = (now, done), (done - 1) * epochs // total
+        first_time, first_done = job["first"]
         epoch = done * epochs // total
         if epoch > job["epoch"]:
             job["epoch"] = epoch
-            rate = (done - first_done) / (now - first_time) if done > first_done else 0.0
+            rate = (done - first_done) / (now - first_time) if done > first_done and now > first_time else 0.0
             left = f", about {duration((total - done) / rate)} left" if done < total and rate else ""
             self.write(f"{job['label']}: epoch {epoch}/{epochs}, {duration(now - job['started'])}{left}")
 
