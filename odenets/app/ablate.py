@@ -180,6 +180,9 @@ def train(study: Study, parallel: int, argv: Optional[list[str]]) -> dict[str, d
     except Interrupted as e:
         raise Interrupted(f"{e}\nrerun the same command to go on (finished runs are reused):\n  "
                           f"{command(argv)}", e.exit_code - 128) from None
+    finally:
+        if shown:
+            shown.close()
     return done
 
 

@@ -58,6 +58,11 @@ class JobProgress:
         if job is not None and job["bar"] is not None:
             job["bar"].close()
 
+    def close(self) -> None:
+        """End every job still shown (a study stopped part-way)."""
+        for key in list(self.jobs):
+            self.end(key)
+
     def write(self, line: str, file: Optional[TextIO] = None) -> None:
         """Print ``line`` (to stdout by default) above the bars."""
         tqdm.write(line, file=file or sys.stdout)
