@@ -14,7 +14,7 @@ set -uo pipefail
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 out=${OUT:-/tmp}
 data=${DATA:-gpu-data/cifar10}
-export ODENETS_CACHE=$out/cache
+export ODENETS_CACHE=${ODENETS_CACHE:-/tmp/odenets-cache}  # not under $OUT: 150 MB would travel back
 {
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
