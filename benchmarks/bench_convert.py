@@ -13,9 +13,9 @@ import argparse
 
 import torch
 import torchvision
+from bench_zoo import interleaved, train_step
 
 import odenets
-from bench_zoo import interleaved, train_step
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ Both loaders feed the same model, side by side in one process: chunks of ``--chu
 batches taken in turn from each, so that drifts in the machine's load hit both alike.
 For each it reports the wall-clock time per batch of the data alone (a batch on the
 device, ready to use) and of a whole training step (data, forward, backward, SGD step:
-``odenets train``'s own step, :class:`odenets.app.train_step.TrainStep`, its loss read one
+``odenets train``'s own step, :class:`odenets.app.run.train_step.TrainStep`, its loss read one
 step late), the time of an epoch at that rate, and the ratios. The
 tensor cache's one-time decoding is timed apart (it is skipped when the cache is
 already built; ``$ODENETS_CACHE`` moves it). On a GPU, "data share" says how much of a
@@ -24,11 +24,12 @@ from typing import Callable, Iterator
 import torch
 from torch.utils.data import DataLoader
 
-import zoo
-from odenets.app import data, seeding
-from odenets.app.distributed import Context
-from odenets.app.image_tensors import Batches
-from odenets.app.train_step import TrainStep
+from odenets import zoo
+from odenets.app.data import datasets as data
+from odenets.app.data.image_tensors import Batches
+from odenets.app.run import seeding
+from odenets.app.run.distributed import Context
+from odenets.app.run.train_step import TrainStep
 
 
 def sync(device: torch.device) -> None:

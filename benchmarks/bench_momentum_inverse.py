@@ -25,10 +25,10 @@ import argparse
 from typing import Optional
 
 import torch
+from odenets.solvers import Momentum, Record
 from torch import Tensor, nn
 
-import solvers
-from solvers import Momentum, Record
+from odenets import solvers
 
 
 def blocks(depth: int, width: int, dtype: torch.dtype, seed: int) -> list[nn.Module]:

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-import zoo
+from odenets import zoo
 from odenets.analysis import step_spectra
 
 
@@ -38,8 +38,8 @@ def cost(images: int, krylovs: list[int]) -> None:
 
 def accuracy(checkpoint: str, images: int, krylovs: list[int]) -> None:
     if checkpoint:
-        from odenets.app import data
-        from odenets.app.models import from_checkpoint
+        from odenets.app.data import datasets as data
+        from odenets.app.run.models import from_checkpoint
 
         model, cfg, _ = from_checkpoint(checkpoint)
         test = data.load(cfg.data, cfg.data_dir).test

@@ -25,7 +25,7 @@ import torchvision
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-import zoo
+from odenets import zoo
 
 IMAGENET = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
 

@@ -11,7 +11,7 @@ import importlib
 import inspect
 from pathlib import Path
 
-MODULES = ["odenets", "solvers", "zoo", "odenets.analysis"]
+MODULES = ["odenets", "odenets.solvers", "odenets.zoo", "odenets.analysis", "odenets.app"]
 OUT = Path(__file__).with_name("api.md")
 
 

@@ -1,11 +1,11 @@
 """odenets: deep residual networks as numerical solvers of differential equations.
 
 ``ODENet(f, solver='lm', steps=n)`` unrolls any residual function with a fixed-step
-scheme from :mod:`solvers`, one :class:`Step` module per step; :mod:`zoo` builds the paper's architectures from it, and
+scheme from :mod:`odenets.solvers`, one :class:`Step` module per step; :mod:`odenets.zoo` builds the paper's architectures from it, and
 :mod:`odenets.analysis` reads trained networks as numerical schemes, and :func:`convert`
 turns any residual network (torchvision, timm, PyTorch's transformer) into ODENets.
 """
-from solvers import SolverSpec, available
+from odenets.solvers import SolverSpec, available
 
 from .conversion import Residual, convert, register_block
 from .odenet import Carry, ODENet

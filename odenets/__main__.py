@@ -1,6 +1,6 @@
 """``python -m odenets``: the ``odenets`` command."""
 import sys
 
-from odenets.app.cli import main
+from odenets.app.commands.cli import main
 
 sys.exit(main())

@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from solvers import Past, Scheme, SolverSpec
+from odenets.solvers import Past, Scheme, SolverSpec
 
 from .adaptive import Adaptive
 from .compat import map_v1_keys
@@ -53,7 +53,7 @@ class ODENet(nn.Module):
         noise: ``'stochastic_depth'`` (step n's residual term kept with probability
             p_n, decaying linearly to ``survival`` at the last step; a sequence gives
             p_n directly), ``'batch_drop'`` (the LM-ResNet authors' form) or
-            ``'shake_shake'``; see :mod:`solvers.noise`.
+            ``'shake_shake'``; see :mod:`odenets.solvers.noise`.
         shortcuts: where the state changes shape (a downsampling block): one entry per
             step (None, or the module P), or a mapping {n: P}. Step n then takes the
             ResNet transition u_{n+1} = P(u_n) + dt f_n(u_n) under every scheme (as in

@@ -26,7 +26,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from solvers import Past, Record
+from odenets.solvers import Past, Record
 
 from .step import Step
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from solvers import Past, Record, Scheme, takes_time
+from odenets.solvers import Past, Record, Scheme, takes_time
 
 
 class Field:

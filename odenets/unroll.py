@@ -9,7 +9,7 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from solvers import SolverSpec
+from odenets.solvers import SolverSpec
 
 from .step import Step
 

@@ -33,7 +33,7 @@ class ButcherTableau:
     so ``a[0] == ()``. On construction the tableau checks that it is explicit, that
     c_i = sum_j a_ij, and that it has the order it claims: for every rooted tree t of at
     most ``order`` nodes, sum_i b_i Phi_i(t) = 1/gamma(t) (Butcher's order conditions, one
-    per tree, see :mod:`solvers.rooted_trees`; 8 up to order 4, 37 up to order 6). Entries
+    per tree, see :mod:`odenets.solvers.rooted_trees`; 8 up to order 4, 37 up to order 6). Entries
     may be floats, checked to within 1e-12, or Fractions, checked exactly and then kept
     as floats.
     """

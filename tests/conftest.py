@@ -19,7 +19,7 @@ def tensor_cache_folder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, tensor_cache_folder):
     """The checkpoint of one epoch of resnet8 on the digits (tests copy it before changing it)."""
-    from odenets.app import cli
+    from odenets.app.commands import cli
 
     out = tmp_path_factory.mktemp("trained")
     assert cli.main(["train", "--model", "resnet8", "--epochs", "1", "--batch-size", "256", "--out", str(out),

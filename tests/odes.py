@@ -10,10 +10,10 @@ import math
 from typing import Callable, Iterator
 
 import torch
+from odenets.solvers import takes_time
 from torch import Tensor, nn
 
-import solvers
-from solvers import takes_time
+from odenets import solvers
 
 F64 = torch.float64
 

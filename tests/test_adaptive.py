@@ -2,11 +2,10 @@
 import pytest
 import torch
 import torchdiffeq
+from odes import A3, F64, Forced, Linear
 from torch import nn
 
-import solvers
-from odenets import ODENet
-from odes import A3, F64, Forced, Linear
+from odenets import ODENet, solvers
 
 U0 = torch.tensor([[1.0, -0.5, 0.25], [0.3, 0.2, -0.7]], dtype=F64)
 

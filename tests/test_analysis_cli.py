@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import zoo
-from odenets.app import analyze, checkpoint
-from odenets.app.config import Config
+from odenets import zoo
+from odenets.app.commands import analyze
 from odenets.app.errors import CheckpointError, UsageError
+from odenets.app.run import checkpoint
+from odenets.app.settings.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,8 +116,8 @@ def test_bad_input(tmp_path, lm_checkpoint):
 
 @pytest.mark.slow
 def test_spectra_of_checkpoints_trained_on_the_digits(tmp_path, capsys):
-    from odenets.app import cli
-    from odenets.app.models import from_checkpoint
+    from odenets.app.commands import cli
+    from odenets.app.run.models import from_checkpoint
 
     runs = []
     for solver in ("euler", "lm"):
@@ -161,7 +162,7 @@ def test_python_dash_m_odenets_analyze(tmp_path):
 
 
 def test_cli_reports_errors_without_a_traceback(capsys):
-    from odenets.app import cli
+    from odenets.app.commands import cli
 
     for scheme in ("nope", "euler_maruyama"):
         assert cli.main(["analyze", "stability", "--schemes", scheme]) == 2

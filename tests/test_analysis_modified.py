@@ -3,11 +3,11 @@ import math
 
 import pytest
 import torch
+from odenets.solvers import Record
 from torch import nn
 
 from odenets import Carry, ODENet
 from odenets.analysis import READINGS, format_table, modified_equation, plot_learned_k
-from solvers import Record
 
 
 class Model(nn.Module):

@@ -3,13 +3,11 @@ published formulas (Hairer & Wanner, Solving ODEs II, §IV.2)."""
 import numpy as np
 import pytest
 import torch
+from odenets.zoo.blocks import BasicBlock
 from torch import nn
 
-import solvers
-import zoo
-from odenets import ODENet
+from odenets import ODENet, solvers, zoo
 from odenets.analysis import format_spectra, plot_spectra, step_spectra
-from zoo.blocks import BasicBlock
 
 # eigenvalues of A: inside every region, a complex pair, a pair that only RK4 and LM(k=-0.5)
 # take, one only LM(k=-0.5) takes, and one with positive real part that none takes

@@ -4,10 +4,18 @@ import math
 import numpy as np
 import pytest
 import torch
+from odenets.solvers import ButcherTableau, MultistepCoefficients
 
-from odenets.analysis import (characteristic, learned_regions, modified_equation, plot_stability, real_interval,
-                              stability_region, stable, zero_stable)
-from solvers import ButcherTableau, MultistepCoefficients
+from odenets.analysis import (
+    characteristic,
+    learned_regions,
+    modified_equation,
+    plot_stability,
+    real_interval,
+    stability_region,
+    stable,
+    zero_stable,
+)
 
 
 def away_from(distance: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:

@@ -11,13 +11,12 @@ import torch
 from PIL import Image
 from scipy import stats
 
-import zoo
-from odenets import ODENet
-from odenets.app import cli
-from odenets.app.ablate import _config
-from odenets.app.config import Config
+from odenets import ODENet, zoo
+from odenets.app.commands import cli
+from odenets.app.commands.ablate import _config
+from odenets.app.commands.train import fit
 from odenets.app.errors import Interrupted
-from odenets.app.train import fit
+from odenets.app.settings.config import Config
 
 ARGS = ["ablate", "--model", "resnet8", "--solvers", "euler,rk4", "--seeds", "2", "--epochs", "2",
         "--batch-size", "128"]

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from odenets.app import cli, jobs
-from odenets.app.config import Config
-from odenets.app.job_progress import JobProgress
+from odenets.app.commands import cli
+from odenets.app.run import jobs
+from odenets.app.run.job_progress import JobProgress
+from odenets.app.settings.config import Config
 
 ROOT = Path(__file__).parents[1]
 ARGS = ["ablate", "--model", "resnet8", "--solvers", "euler,midpoint", "--seeds", "3", "--epochs", "2",

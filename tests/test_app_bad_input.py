@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-import zoo
-from odenets.app import cli
+from odenets import zoo
+from odenets.app.commands import cli
 
 
 def odenets(capsys, *argv):

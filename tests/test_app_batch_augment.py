@@ -9,7 +9,7 @@ from scipy import stats
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-from odenets.app.batch_augment import BatchAugment, normalise
+from odenets.app.data.batch_augment import BatchAugment, normalise
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 PAD = 4

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from odenets.app import cli
+from odenets.app.commands import cli
 
 
 def image_tree(root, classes):

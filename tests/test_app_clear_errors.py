@@ -14,10 +14,11 @@ import torch
 from PIL import Image
 
 from odenets import files
-from odenets.app import checkpoint, cli
-from odenets.app.config import Config
+from odenets.app.commands import cli
+from odenets.app.commands.train import divergence, fit
 from odenets.app.errors import NonFiniteLoss
-from odenets.app.train import divergence, fit
+from odenets.app.run import checkpoint
+from odenets.app.settings.config import Config
 
 
 def odenets(capsys, *argv):

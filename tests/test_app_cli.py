@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from odenets.app import cli
-from odenets.app.config import Config, from_args, parse_options
-from odenets.app.recipe import lr_at, recipe
+from odenets.app.commands import cli
+from odenets.app.settings.config import Config, from_args, parse_options
+from odenets.app.settings.recipe import lr_at, recipe
 
 
 def test_python_m_odenets_lists_the_subcommands():

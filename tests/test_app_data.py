@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from odenets.app import data
+from odenets.app.data import datasets as data
+from odenets.app.data.image_tensors import ImageTensors
 from odenets.app.errors import DataError
-from odenets.app.image_tensors import ImageTensors
-from odenets.app.seeding import EpochSampler
+from odenets.app.run.seeding import EpochSampler
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # torchvision's, the paper's
 

@@ -11,14 +11,14 @@ import textwrap
 import pytest
 import torch
 
-from odenets.app import checkpoint
+from odenets.app.run import checkpoint
 
 # Each rank trains through the library and writes a digest of the weights it ends with.
 SCRIPT = textwrap.dedent("""
     import hashlib, json, os, sys
     from pathlib import Path
-    from odenets.app.config import Config
-    from odenets.app.train import fit
+    from odenets.app.settings.config import Config
+    from odenets.app.commands.train import fit
 
     out, rank = Path(sys.argv[1]), int(os.environ["RANK"])
     final = {}
@@ -65,9 +65,9 @@ def test_two_processes_end_with_the_same_weights(tmp_path, model):
 STOPPING = textwrap.dedent("""
     import json, os, signal, sys
     from pathlib import Path
-    from odenets.app.config import Config
+    from odenets.app.settings.config import Config
     from odenets.app.errors import Interrupted
-    from odenets.app.train import fit
+    from odenets.app.commands.train import fit
 
     out, data_dir, rank = Path(sys.argv[1]), sys.argv[2], int(os.environ["RANK"])
     cfg = Config(model="resnet8", data="cifar10", data_dir=data_dir, epochs=2, batch_size=32, seed=1, out=str(out),

@@ -10,11 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from odenets.app import checkpoint, cli, data
-from odenets.app.config import Config
+from odenets.app.commands import cli
+from odenets.app.commands.train import fit
+from odenets.app.data import datasets as data
+from odenets.app.data.image_tensors import ImageTensors
 from odenets.app.errors import DataError, Interrupted
-from odenets.app.image_tensors import ImageTensors
-from odenets.app.train import fit
+from odenets.app.run import checkpoint
+from odenets.app.settings.config import Config
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from odenets.app import data, image_modes
+from odenets.app.data import datasets as data
+from odenets.app.data import image_modes
 from odenets.app.errors import DataError
 
 H, W = 6, 5

@@ -6,11 +6,12 @@ import json
 import pytest
 import torch
 
-import zoo
-from odenets.app import checkpoint, cli
-from odenets.app.config import Config
-from odenets.app.optimizer import scheme_coefficients, sgd
-from odenets.app.train import fit
+from odenets import zoo
+from odenets.app.commands import cli
+from odenets.app.commands.train import fit
+from odenets.app.run import checkpoint
+from odenets.app.run.optimizer import scheme_coefficients, sgd
+from odenets.app.settings.config import Config
 
 
 def test_the_coefficients_have_their_own_group_with_the_base_rate_and_no_decay_by_default():

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from odenets.app import cli, lock
-from odenets.app.config import Config
+from odenets.app.commands import cli
+from odenets.app.commands.train import fit
 from odenets.app.errors import UsageError
-from odenets.app.train import fit
+from odenets.app.run import lock
+from odenets.app.settings.config import Config
 
-HOLD = "import sys, time\nfrom odenets.app import lock\nwith lock.hold(sys.argv[1]):\n    print('held', flush=True)\n" \
+HOLD = "import sys, time\nfrom odenets.app.run import lock\nwith lock.hold(sys.argv[1]):\n    print('held', flush=True)\n" \
        "    time.sleep(120)\n"
 
 

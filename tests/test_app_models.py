@@ -10,10 +10,11 @@ from dataclasses import asdict
 import pytest
 import torch
 
-import zoo
-from odenets.app import checkpoint, cli, metrics, models, train
-from odenets.app.config import Config
+from odenets import zoo
+from odenets.app.commands import cli, train
 from odenets.app.errors import CheckpointError
+from odenets.app.run import checkpoint, metrics, models
+from odenets.app.settings.config import Config
 
 
 def save(path, model, config=None, **fields):

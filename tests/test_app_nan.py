@@ -6,10 +6,11 @@ import re
 import pytest
 import torch
 
-from odenets.app import checkpoint, cli
-from odenets.app.config import Config
+from odenets.app.commands import cli
+from odenets.app.commands.train import fit
 from odenets.app.errors import NonFiniteLoss
-from odenets.app.train import fit
+from odenets.app.run import checkpoint
+from odenets.app.settings.config import Config
 
 
 def config(out):

@@ -4,10 +4,10 @@ error naming the option, the value and what it takes, on the command line and in
 import pytest
 from torch import nn
 
-import zoo
-from odenets.app import cli
-from odenets.app.config import Config, parse_options
-from odenets.app.models import build
+from odenets import zoo
+from odenets.app.commands import cli
+from odenets.app.run.models import build
+from odenets.app.settings.config import Config, parse_options
 
 
 @pytest.mark.parametrize("text, value", [("false", False), ("FALSE", False), ("True", True), ("none", None),

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from odenets.app import checkpoint, cli
+from odenets.app.commands import cli
+from odenets.app.run import checkpoint
 
 
 @pytest.fixture(scope="module")

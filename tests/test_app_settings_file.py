@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from odenets.app import cli, settings_file
+from odenets.app.commands import cli
+from odenets.app.settings import settings_file
 
 
 def parse(tmp_path, text, *argv):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from odenets.app import checkpoint
+from odenets.app.run import checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -39,7 +39,7 @@ def test_sigterm_saves_and_prints_a_working_resume_command(tmp_path):
 
 
 def test_a_second_signal_stops_at_once_unless_it_echoes_the_first():
-    from odenets.app.signals import stop_requests
+    from odenets.app.run.signals import stop_requests
 
     before = signal.getsignal(signal.SIGTERM)
     with stop_requests(announce=False) as stop:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from odenets.app import cli, models
-from odenets.app.config import Config, from_args
+from odenets.app.commands import cli
+from odenets.app.run import models
+from odenets.app.settings.config import Config, from_args
 
 DATA = Path(__file__).with_name("data")
 
@@ -72,7 +73,7 @@ def test_a_version_1_lm_resnet_name_means_the_network_it_named_then(tmp_path):
 def test_a_version_1_lm_run_resumes_with_its_optimizer_state_in_place(tmp_path):
     """0.1 trained the k_n in the weights' SGD group; today they have their own. Each
     parameter's momentum buffer must land on that parameter, the k_n's included."""
-    from odenets.app import checkpoint, optimizer
+    from odenets.app.run import checkpoint, optimizer
 
     state = checkpoint.load(DATA / "v1-resnet14-lm-sd-digits.pt")
     cfg = Config(**state["config"]).resolved()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from odenets.app.statistics import BETTER, NONE, WORSE, compare, detectable
+from odenets.app.commands.statistics import BETTER, NONE, WORSE, compare, detectable
 
 # a known input: per-seed test accuracies (%) of two rows over the same five seeds
 BASE = {0: 97.11, 1: 97.78, 2: 96.89, 3: 97.56, 4: 97.33}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from odenets.app import tensor_cache
+from odenets.app.data import tensor_cache
 
 
 @pytest.fixture

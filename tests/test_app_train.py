@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from odenets.app import checkpoint, cli
+from odenets.app.commands import cli
+from odenets.app.run import checkpoint
 
 
 def odenets(capsys, *argv):
@@ -46,8 +47,8 @@ def test_train_writes_logs_checkpoint_and_result_and_learns(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_amp_on_cpu_trains_in_bfloat16(tmp_path):
-    from odenets.app.config import Config
-    from odenets.app.train import fit
+    from odenets.app.commands.train import fit
+    from odenets.app.settings.config import Config
 
     seen = []  # the classifier's output dtype in training shows autocast at work
     handle = torch.nn.modules.module.register_module_forward_hook(

@@ -9,14 +9,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import zoo
-from odenets.app import cli, config, precision
-from odenets.app.config import Config
-from odenets.app.distributed import Context
+from odenets import zoo
+from odenets.app.commands import cli
+from odenets.app.commands.train import fit
 from odenets.app.errors import UsageError
-from odenets.app.late_read import LateRead
-from odenets.app.train import fit
-from odenets.app.train_step import STATS, TrainStep
+from odenets.app.run import precision
+from odenets.app.run.distributed import Context
+from odenets.app.run.late_read import LateRead
+from odenets.app.run.train_step import STATS, TrainStep
+from odenets.app.settings import config
+from odenets.app.settings.config import Config
 
 CPU = torch.device("cpu")
 

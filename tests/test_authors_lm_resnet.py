@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import solvers
-import zoo
+from odenets import solvers, zoo
 
 F64 = torch.float64
 PARAMS = {20: 272_384, 56: 855_698, 110: 1_730_669, 164: 1_703_725}  # used by the forward pass, k_n included

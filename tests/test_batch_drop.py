@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-import solvers
-import zoo
+from odenets import solvers, zoo
 
 
 def test_death_rates_grow_linearly_from_zero_to_one_minus_p_last():

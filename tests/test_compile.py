@@ -9,8 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-import zoo
-from odenets import ODENet
+from odenets import ODENet, zoo
 
 F64 = torch.float64
 

@@ -5,10 +5,9 @@ Every net is an ODENet over one shared module with dt = T / steps, in float64.
 """
 import pytest
 import torch
+from odes import A3, F64, Forced, Linear, Logistic, MatTanh, Scaled, Split, dopri5_reference, observed_orders
 
 from odenets import ODENet
-from odes import (A3, F64, Forced, Linear, Logistic, MatTanh, Scaled, Split, dopri5_reference,
-                  observed_orders)
 
 T = 1.0
 STEPS = (20, 40, 80)

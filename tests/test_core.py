@@ -5,12 +5,10 @@ import copy
 import numpy as np
 import pytest
 import torch
+from odes import Counter, registered
 from torch import nn
 
-import solvers
-import zoo
-from odenets import ODENet, SolverSpec, Step
-from odes import Counter, registered
+from odenets import ODENet, SolverSpec, Step, solvers, zoo
 
 F64 = torch.float64
 

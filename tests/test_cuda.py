@@ -5,8 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-import zoo
-from odenets import ODENet
+from odenets import ODENet, zoo
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -118,9 +117,9 @@ def cifar_like(tmp_path_factory):
 def test_training_steps_never_wait_for_the_gpu(cifar_like, tmp_path, monkeypatch, amp):
     """From the second step to the last of an epoch, nothing synchronises the host with the
     GPU but the late read of the step before's statistics (allowed below)."""
-    from odenets.app import late_read, precision
-    from odenets.app.config import Config
-    from odenets.app.train import fit
+    from odenets.app.commands.train import fit
+    from odenets.app.run import late_read, precision
+    from odenets.app.settings.config import Config
 
     if amp and precision.dtype(torch.device("cuda")) != torch.bfloat16:
         pytest.skip("float16 autocast needs the GradScaler, which reads a flag every step")
@@ -150,8 +149,8 @@ def test_training_steps_never_wait_for_the_gpu(cifar_like, tmp_path, monkeypatch
 @cuda
 @pytest.mark.slow
 def test_cuda_graphs_channels_last_and_amp_train_to_the_end(cifar_like, tmp_path):
-    from odenets.app.config import Config
-    from odenets.app.train import fit
+    from odenets.app.commands.train import fit
+    from odenets.app.settings.config import Config
 
     result = fit(Config(model="lm_resnet20", data="cifar10", data_dir=str(cifar_like), epochs=2, batch_size=32,
                         amp=True, compile=True, compile_mode="reduce-overhead", channels_last=True, device="cuda",

@@ -2,11 +2,10 @@
 import numpy as np
 import pytest
 import torch
+from odes import Counter
 from torch import nn
 
-import solvers
-from odenets import ODENet
-from odes import Counter
+from odenets import ODENet, solvers
 
 
 class Narrow(nn.Module):

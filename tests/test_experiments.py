@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from odenets.app import cli, settings_file
+from odenets.app.commands import cli
+from odenets.app.settings import settings_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER, PROXY = ROOT / "experiments" / "cifar10-paper.toml", ROOT / "experiments" / "cifar10-proxy.toml"

@@ -3,11 +3,10 @@ import math
 
 import pytest
 import torch
+from odes import A3, F64, Linear, observed_orders
 from torch import nn
 
-import solvers
-from odenets import Carry, ODENet
-from odes import A3, F64, Linear, observed_orders
+from odenets import Carry, ODENet, solvers
 
 T = 1.0
 

@@ -8,14 +8,12 @@ import cmath
 import pytest
 import torch
 from momentumnet import MomentumNet
+from odenets.solvers import Momentum
+from odes import saved_bytes
 from torch import nn
 
-import solvers
-import zoo
-from odenets import ODENet
+from odenets import ODENet, solvers, zoo
 from odenets.analysis import fit_order
-from odes import saved_bytes
-from solvers import Momentum
 
 F64 = torch.float64
 

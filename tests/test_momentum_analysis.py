@@ -4,12 +4,20 @@ import cmath
 
 import pytest
 import torch
+from odenets.solvers import AB2, Momentum
 from torch import nn
 
 from odenets import ODENet
-from odenets.analysis import (ModifiedEquation, convergence, fit_order, modified_multistep, real_interval,
-                              stability_region, stable, zero_stable)
-from solvers import AB2, Momentum
+from odenets.analysis import (
+    ModifiedEquation,
+    convergence,
+    fit_order,
+    modified_multistep,
+    real_interval,
+    stability_region,
+    stable,
+    zero_stable,
+)
 
 F64 = torch.float64
 

@@ -2,10 +2,10 @@
 trajectory, dtypes and batches, state_dict, shape-changing steps, chaining, checkpointing."""
 import pytest
 import torch
+from odes import registered
 from torch import nn
 
 from odenets import Carry, ODENet
-from odes import registered
 
 F64 = torch.float64
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -314,7 +314,7 @@ def test_checkpoint_across_a_shortcut():
 def test_a_long_history_crosses_a_shortcut_whole():
     """A rule reading u_{n-1} and u_{n-2} takes the ResNet step at the shortcut, and the
     step after it reads u_n and u_{n-1} carried into the new shape: checked by hand."""
-    import solvers
+    from odenets import solvers
 
     rule = solvers.MultistepCoefficients("test_three_states", 1, alpha=(0.5, 0.25, 0.25), beta=(1.75, 0.0, 0.0))
     with registered({"test_three_states": rule}):
@@ -367,7 +367,7 @@ def test_a_history_needs_carry_in():
 def test_an_in_place_activation_never_writes_into_the_state_it_was_handed():
     """The zoo's ReLU works in place on each step's result; a user scheme whose step hands
     back its input unchanged gets a copy activated instead."""
-    import solvers
+    from odenets import solvers
 
     class Still(solvers.Scheme):
         name = "test_still"

@@ -2,10 +2,10 @@
 backpropagation that recomputes the states instead of storing them."""
 import pytest
 import torch
+from odes import saved_bytes
 from torch import nn
 
 from odenets import ODENet
-from odes import saved_bytes
 
 F64 = torch.float64
 

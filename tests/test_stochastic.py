@@ -12,8 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import solvers
-from odenets import ODENet
+from odenets import ODENet, solvers
 
 F64 = torch.float64
 SAMPLES = 10_000

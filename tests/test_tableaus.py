@@ -5,12 +5,11 @@ from fractions import Fraction as F
 
 import pytest
 import torch
+from odenets.solvers.rooted_trees import bracket, density, trees
+from odes import A3, F64, Counter, Linear, Logistic, observed_orders, registered
 from torch import nn
 
-import solvers
-from odenets import ODENet
-from odes import A3, F64, Counter, Linear, Logistic, observed_orders, registered
-from solvers.rooted_trees import bracket, density, trees
+from odenets import ODENet, solvers
 
 RALSTON = solvers.ButcherTableau("test_ralston", 2, a=((), (2 / 3,)), b=(1 / 4, 3 / 4), c=(0.0, 2 / 3))
 # The explicit midpoint (leapfrog) rule u_{n+1} = u_{n-1} + 2 dt f_n: reads a past state, no past f.

@@ -7,11 +7,10 @@ as user tableaus (our 'rk4' is the classic scheme and differs from theirs at O(d
 import pytest
 import torch
 import torchdiffeq
+from odes import registered
 from torch import nn
 
-import solvers
-from odenets import ODENet
-from odes import registered
+from odenets import ODENet, solvers
 
 RK4_38 = solvers.ButcherTableau("test_rk4_38", 4, a=((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)),
                                 b=(1 / 8, 3 / 8, 3 / 8, 1 / 8), c=(0.0, 1 / 3, 2 / 3, 1.0))

@@ -4,13 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from odenets.zoo.models import cifar_preact_bottleneck, cifar_resnet
 from torch import nn
 from torch.autograd.graph import saved_tensors_hooks
 
-import solvers
-import zoo
-from odenets import ODENet
-from zoo.models import cifar_preact_bottleneck, cifar_resnet
+from odenets import ODENet, solvers, zoo
 
 # figures from the papers (He et al. 2016a/b, Xie et al. 2017), 10 classes
 CIFAR_PARAMS = {"resnet20": 0.27e6, "resnet32": 0.46e6, "resnet44": 0.66e6, "resnet56": 0.85e6,

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import zoo
+from odenets import zoo
 
 IMAGENET = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
 

@@ -5,7 +5,7 @@
   resnet8 and resnet14 are small models for quick experiments); ``preact=True`` gives the
   pre-activation variant.
 - resnet164: He et al.'s pre-activation bottleneck ResNet-164 (conv-BN projections).
-- lm_resnet{8,...,110,164}: the LM-ResNet authors' CIFAR networks (:mod:`zoo.preact`:
+- lm_resnet{8,...,110,164}: the LM-ResNet authors' CIFAR networks (:mod:`odenets.zoo.preact`:
   pre-activation blocks, a BN-ReLU-conv1x1 shortcut, no BN after the stem) under the LM
   step; preact_resnetN is the same network under forward Euler, its ResNet twin.
 - lm_resnet56_sd, lm_resnet110_sd: the paper's stochastic-depth LM-ResNets, the authors'
@@ -23,7 +23,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Optional, Sequence, Union
 
-from solvers import SolverSpec
+from odenets.solvers import SolverSpec
 
 from .preact import authors_resnet
 from .registry import register_model

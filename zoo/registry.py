@@ -49,7 +49,7 @@ def create(name: str, num_classes: Optional[int] = None, in_chans: int = 3, solv
 
     ``num_classes`` defaults to the model's own (10 for CIFAR models, 1000 for ImageNet
     ones); ``solver`` to the name's scheme ('euler' for resnet*, 'lm' for lm_*), and any
-    scheme of :mod:`solvers` may be given with its options, e.g.
+    scheme of :mod:`odenets.solvers` may be given with its options, e.g.
     ``create('resnet56', solver='lm', noise='stochastic_depth', survival=0.5, k_init=0.0)``.
     """
     check_options(name, **options)

@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Union
 
 from torch import Tensor, nn
 
-import solvers
+from odenets import solvers
 from odenets import Carry, ODENet
 
 from .blocks import BasicBlock, Bottleneck, PreActBasic, PreActBottleneck

@@ -7,7 +7,7 @@ from typing import Union
 from torch import nn
 
 import odenets
-import solvers
+from odenets import solvers
 
 
 def from_torchvision(model: nn.Module, solver: Union[str, solvers.SolverSpec] = "euler", **options) -> nn.Module:

@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-import solvers
+from odenets import solvers
 
 from ..odenet import ODENet
 from .figure import PathLike, new_figure, save_png

@@ -20,7 +20,7 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from solvers import LM
+from odenets.solvers import LM
 
 from ..odenet import ODENet
 from .figure import PathLike, new_figure, save_png

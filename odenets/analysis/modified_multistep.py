@@ -23,8 +23,8 @@ from typing import Union
 
 from torch import Tensor
 
-import solvers
-from solvers import LinearMultistep, MultistepCoefficients
+from odenets import solvers
+from odenets.solvers import LinearMultistep, MultistepCoefficients
 
 Number = Union[float, Tensor]
 

@@ -1,7 +1,7 @@
 """The schemes the analyses take by name."""
 from __future__ import annotations
 
-import solvers
+from odenets import solvers
 
 SCHEMES = ("euler", "midpoint", "heun", "rk3", "rk4", "ab2", "ab3", "ab4", "lm", "polynet")
 """The built-in deterministic one-function schemes: each reduces to one recurrence for

@@ -22,8 +22,8 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-import solvers
-from solvers import Scheme
+from odenets import solvers
+from odenets.solvers import Scheme
 
 from ..odenet import ODENet
 from .figure import PathLike, new_figure, save_png

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-import solvers
-from solvers import ButcherTableau, MultistepCoefficients, Scheme
+from odenets import solvers
+from odenets.solvers import ButcherTableau, MultistepCoefficients, Scheme
 
 from .figure import PathLike, new_figure, save_png
 from .modified_equation import ModifiedEquation

@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Union
 
 from torch import Tensor, nn
 
-from solvers import Past, SolverSpec
+from odenets.solvers import Past, SolverSpec
 
 from ..odenet import Carry, ODENet
 from .registry import DOCS, Residual, adapter_for, residuals, type_name

@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from . import distributed
-from .distributed import Context
-from .errors import UsageError
-from .image_tensors import Batches, ImageTensors
-from .precision import autocast
+from ..data.image_tensors import Batches, ImageTensors
+from ..errors import UsageError
+from ..run import distributed
+from ..run.distributed import Context
+from ..run.precision import autocast
 
 
 def test_loader(dataset, ctx: Context, batch_size: int, workers: int) -> Iterable:
@@ -58,7 +58,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import checkpoint, data, models
+    from ..data import datasets as data
+    from ..run import checkpoint, models
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")

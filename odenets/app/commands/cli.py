@@ -11,9 +11,10 @@ import os
 import sys
 from typing import Optional
 
-from . import ablate, analyze, evaluate, settings_file, train
-from .distributed import teardown
-from .errors import AppError
+from ..errors import AppError
+from ..run.distributed import teardown
+from ..settings import settings_file
+from . import ablate, analyze, evaluate, train
 
 COMMANDS = (train, evaluate, ablate, analyze)
 

@@ -27,15 +27,17 @@ from tqdm import tqdm
 
 from odenets.files import remove_temporaries
 
-from . import (checkpoint, config, data, distributed, lock, metrics, models, optimizer, precision, recipe, seeding,
-               settings_file, signals)
-from .config import Config
-from .distributed import Context
-from .errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError
+from ..data import datasets as data
+from ..data.image_tensors import Batches, ImageTensors
+from ..errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError
+from ..run import checkpoint, distributed, lock, metrics, models, optimizer, precision, seeding, signals
+from ..run.distributed import Context
+from ..run.durations import duration
+from ..run.late_read import Reading
+from ..run.train_step import TrainStep
+from ..settings import config, recipe, settings_file
+from ..settings.config import Config
 from .evaluate import evaluate, test_loader
-from .image_tensors import Batches, ImageTensors
-from .late_read import Reading
-from .train_step import TrainStep
 
 SUBSET_STREAM = 2
 """The random stream that draws a ``--train-subset``: derive(seed, 0, 0, 2), the same on every process."""
@@ -404,16 +406,6 @@ def describe(cfg: Config, ds: data.Data) -> str:
     return (f"data: {cfg.data} in {cfg.data_dir}, {len(ds.train):,} training images, {ds.num_classes} classes, "
             f"{c['channels']} channel{'s' if c['channels'] > 1 else ''} at {height}x{width}; model {cfg.model}, "
             f"{cfg.epochs} epochs of {cfg.batch_size}; {c['augmentation']}; loader: {c['loader']}")
-
-
-def duration(seconds: float) -> str:
-    """``42 s``, ``2 min 46 s``, ``3 h 05 min``."""
-    s = round(seconds)
-    if s < 60:
-        return f"{seconds:.2g} s" if seconds < 10 else f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def _fresh() -> dict:

@@ -21,9 +21,9 @@ from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from typing import Callable, Optional, Sequence, TypeVar
 
+from ..errors import AppError, Interrupted, UsageError
+from ..settings.config import Config
 from . import signals
-from .config import Config
-from .errors import AppError, Interrupted, UsageError
 
 T = TypeVar("T")
 Work = Callable[[Config, Optional[Callable[[int, int], None]]], T]

@@ -9,9 +9,9 @@ from torch import nn
 
 from odenets import ODENet
 
+from ..errors import CheckpointError, UsageError
+from ..settings.config import Config, known
 from . import checkpoint
-from .config import Config, known
-from .errors import CheckpointError, UsageError
 
 
 def build(cfg: Config, num_classes: int, in_chans: int) -> nn.Module:
@@ -19,7 +19,7 @@ def build(cfg: Config, num_classes: int, in_chans: int) -> nn.Module:
 
     A model, option or value that the zoo refuses is a UsageError; any other error is a
     bug and surfaces as itself."""
-    import zoo
+    from odenets import zoo
 
     def refused(e: Exception) -> UsageError:
         options = ", ".join(f"{k}={v!r}" for k, v in cfg.options.items()) or "no options"

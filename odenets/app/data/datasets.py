@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from ..errors import DataError
 from . import image_modes, tensor_cache
 from .batch_augment import BatchAugment
-from .errors import DataError
 from .image_tensors import ImageTensors
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")

@@ -13,7 +13,7 @@ from typing import Optional, TextIO
 
 from tqdm import tqdm
 
-from .train import duration
+from .durations import duration
 
 
 class JobProgress:

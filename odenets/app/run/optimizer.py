@@ -12,7 +12,7 @@ from torch import nn
 
 from odenets import ODENet
 
-from .config import Config
+from ..settings.config import Config
 
 
 def scheme_coefficients(model: nn.Module) -> list[nn.Parameter]:

@@ -22,11 +22,13 @@ from typing import Optional
 
 from odenets.hints import describe, fits
 
-from . import ablate_figures, checkpoint, config, jobs, lock, metrics, settings_file
-from .config import Config
-from .errors import CheckpointError, Interrupted, UsageError
+from ..errors import CheckpointError, Interrupted, UsageError
+from ..run import checkpoint, jobs, lock, metrics
+from ..run.job_progress import JobProgress
+from ..settings import config, settings_file
+from ..settings.config import Config
+from . import ablate_figures
 from .statistics import compare
-from .job_progress import JobProgress
 from .train import Progress, command, fit
 
 SOLVERS = ("euler", "lm", "midpoint", "rk4", "polynet", "revnet", "lm+sd")

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 @dataclass(frozen=True)

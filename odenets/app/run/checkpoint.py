@@ -16,13 +16,12 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-import solvers
-
+from odenets import solvers
 from odenets.compat import upgrade
 from odenets.files import atomic_write
 
-from .config import validate
-from .errors import CheckpointError
+from ..errors import CheckpointError
+from ..settings.config import validate
 
 FORMAT, VERSION = "odenets-checkpoint", 2
 READS = (1, 2)

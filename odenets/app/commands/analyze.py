@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 def register(subparsers) -> None:
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _load(path) -> tuple[nn.Module, str, list]:
     """A checkpoint's model (:func:`models.from_checkpoint`), its label 'model (solver)' and its history."""
-    from .models import from_checkpoint
+    from ..run.models import from_checkpoint
 
     model, cfg, state = from_checkpoint(path)
     return model, f"{cfg.model} ({cfg.label})", state["history"]
@@ -142,8 +142,14 @@ def _modified(args: argparse.Namespace) -> int:
 
 
 def _stability(args: argparse.Namespace) -> int:
-    from odenets.analysis import (characteristic, learned_regions, plot_stability, real_interval,
-                                  stability_region, zero_stable)
+    from odenets.analysis import (
+        characteristic,
+        learned_regions,
+        plot_stability,
+        real_interval,
+        stability_region,
+        zero_stable,
+    )
 
     _check_png(args.out, "--out")
     names = _schemes(args.schemes)
@@ -191,7 +197,7 @@ def _stability(args: argparse.Namespace) -> int:
 def _spectra(args: argparse.Namespace) -> int:
     from odenets.analysis import format_spectra, plot_spectra, step_spectra
 
-    from .models import from_checkpoint
+    from ..run.models import from_checkpoint
 
     _check_png(args.out, "--out")
     if args.images < 1:
@@ -219,7 +225,8 @@ def _test_images(cfg, state: dict, count: int, data_dir: str):
     of a set sorted by class), as one batch."""
     import torch
 
-    from . import data, models
+    from ..data import datasets as data
+    from ..run import models
 
     ds = data.load(cfg.data, data_dir, False, cfg.on_bad_image, cfg.image_size)
     classes, chans = models.sizes(state)

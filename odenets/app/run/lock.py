@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Union
 
-from .errors import StorageError, UsageError
+from ..errors import StorageError, UsageError
 
 NAME = ".lock"
 _held: set[Path] = set()  # folders this process holds

@@ -13,10 +13,11 @@ directory. What a run resolved from them is recorded with its results (``config.
 from __future__ import annotations
 
 import argparse
-import tomllib
 from pathlib import Path
 
-from .errors import UsageError
+import tomllib
+
+from ..errors import UsageError
 
 
 def add_argument(p: argparse.ArgumentParser) -> None:

@@ -19,12 +19,12 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
-import solvers
-from solvers.spec import label
+from odenets import solvers
 from odenets.hints import describe, fits
+from odenets.solvers.spec import label
 
-from .data import DATASETS, LOADERS, ON_BAD_IMAGE, small_images
-from .errors import CheckpointError, UsageError
+from ..data.datasets import DATASETS, LOADERS, ON_BAD_IMAGE, small_images
+from ..errors import CheckpointError, UsageError
 from .recipe import recipe
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -110,7 +110,7 @@ class Config:
     def check(self) -> "Config":
         """Raise a UsageError naming the choices for an unknown data set, model or solver,
         or a bad number; cheap, so done before any data is read."""
-        import zoo
+        from odenets import zoo
 
         if self.data not in DATASETS:
             raise UsageError(f"unknown data set {self.data!r}; choose one of: {', '.join(DATASETS)}")
