@@ -145,7 +145,7 @@ def test_train_subset_is_stratified_and_seeded(tmp_path):
     picked = lambda d: sorted(d.train.indices)  # noqa: E731
     assert picked(small) == picked(data.subset(full, 200, seed=3)) != picked(data.subset(full, 200, seed=4))
     assert data.subset(full, len(labels), seed=0) is full
-    tree = data.image_folder(write_tree(tmp_path, per_class=4), size=8)
+    tree = data.load("imagefolder", str(write_tree(tmp_path, per_class=4)), image_size=8)
     assert data.targets(tree.train) == [0] * 4 + [1] * 4
     assert sorted(data.targets(data.subset(tree, 4, seed=0).train)) == [0, 0, 1, 1]
     for n in (9, len(labels) + 1):

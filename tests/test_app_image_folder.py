@@ -51,12 +51,12 @@ def test_large_images_keep_the_imagenet_recipe_and_pil(tmp_path):
     for split in ("train", "val"):
         for c in ("a", "b"):
             (tmp_path / split / c).mkdir(parents=True)
-            Image.fromarray(rng.integers(0, 256, (80, 90, 3), dtype=np.uint8)).save(tmp_path / split / c / "0.png")
+            Image.fromarray(rng.integers(0, 256, (170, 180, 3), dtype=np.uint8)).save(tmp_path / split / c / "0.png")
     cfg = Config(data="imagefolder", data_dir=str(tmp_path)).resolved()
     assert (cfg.model, cfg.epochs, cfg.batch_size) == ("resnet18", 90, 256)
     ds = data.load("imagefolder", str(tmp_path), image_size=32)
     assert ds.in_chans == 3 and ds.chosen["loader"] == "pil" and ds.train[0][0].shape == (3, 32, 32)
-    with pytest.raises(DataError, match="at most 64x64"):
+    with pytest.raises(DataError, match="at most 160x160"):
         data.load("imagefolder", str(tmp_path), loader="cache")
 
 

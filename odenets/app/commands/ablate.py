@@ -22,6 +22,8 @@ from typing import Optional
 
 from odenets.hints import describe, fits
 
+from ..data import datasets
+from ..data.description import Description
 from ..errors import CheckpointError, Interrupted, UsageError
 from ..run import checkpoint, jobs, lock, metrics
 from ..run.job_progress import JobProgress
@@ -128,10 +130,11 @@ def plan(args: argparse.Namespace) -> Study:
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1 (runs trained at once), got {args.jobs}")
     shard = jobs.parse_shard(args.shard) if args.shard else None
-    models = _names(args.models, "--models") if args.models else [given.resolved().model]
+    found = datasets.find(given.check().data, given.data_dir, given.test_split, given.on_bad_image).description
+    models = _names(args.models, "--models") if args.models else [given.resolved(found).model]
     specs = _names(args.solvers, "--solvers")
     out = Path(args.out or f"runs/ablate-{given.data}-{'-'.join(models)}")
-    rows = {name: [_config(given, model, spec, given.seed + i, out / "runs" / name) for i in range(args.seeds)]
+    rows = {name: [_config(given, model, spec, given.seed + i, out / "runs" / name, found) for i in range(args.seeds)]
             for name, (model, spec) in _rows(models, specs).items()}
     for cfgs in rows.values():
         cfgs[0].check()
@@ -252,8 +255,8 @@ def _paper_errors(pairs: list[str], plan: dict) -> dict[str, float]:
     return {name: error for name, error in errors.items() if name in plan}
 
 
-def _config(given: Config, model: str, spec: str, seed: int, folder: Path) -> Config:
-    return replace(given, model=model, solver=spec, seed=seed, out=str(folder / f"seed{seed}")).resolved()
+def _config(given: Config, model: str, spec: str, seed: int, folder: Path, found: Description) -> Config:
+    return replace(given, model=model, solver=spec, seed=seed, out=str(folder / f"seed{seed}")).resolved(found)
 
 
 def run_one(cfg: Config, progress: Optional[Progress] = None) -> tuple[dict, bool]:

@@ -228,7 +228,8 @@ def _test_images(cfg, state: dict, count: int, data_dir: str):
     from ..data import datasets as data
     from ..run import models
 
-    ds = data.load(cfg.data, data_dir, False, cfg.on_bad_image, cfg.image_size)
+    ds = data.load(cfg.data, data_dir, on_bad_image=cfg.on_bad_image, image_size=cfg.image_size,
+                   test_split=cfg.test_split)
     classes, chans = models.sizes(state)
     if (ds.num_classes, ds.in_chans) != (classes, chans):
         raise UsageError(f"{state['path']} holds a model for {classes} classes and {chans} input channels; the "

@@ -8,31 +8,21 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Subset
 
-from ..data.image_tensors import Batches, ImageTensors
 from ..errors import UsageError
 from ..run import distributed
 from ..run.distributed import Context
 from ..run.precision import autocast
 
 
-def test_loader(dataset, ctx: Context, batch_size: int, workers: int) -> Iterable:
-    """This process's share of the test set: every world-th image, none twice."""
-    if isinstance(dataset, ImageTensors):
-        return Batches(dataset.to(ctx.device), range(ctx.rank, len(dataset), ctx.world), batch_size, ctx.device)
-    shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world))
-    return DataLoader(shard, batch_size=batch_size, num_workers=workers, pin_memory=ctx.device.type == "cuda")
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, ctx: Context, amp: bool = False) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over the whole test set (all processes' shares)."""
+    """Mean cross-entropy and accuracy over the whole test set (all processes' shares of
+    it, in batches on the device: :meth:`Data.test_batches`)."""
     was_training = model.training
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)
     for x, y in loader:
-        x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
         with autocast(ctx.device, amp):
             logits = model(x)
         sums[0] += F.cross_entropy(logits.float(), y, reduction="sum")
@@ -70,14 +60,17 @@ def run(args: argparse.Namespace) -> int:
     if args.data_dir:
         cfg.data_dir = args.data_dir
     ctx = distributed.setup(args.device)
-    ds = data.load(cfg.data, cfg.data_dir, False, cfg.on_bad_image, cfg.image_size)
+    ds = data.load(cfg.data, cfg.data_dir, on_bad_image=cfg.on_bad_image, image_size=cfg.image_size,
+                   test_split=cfg.test_split)
     classes, chans = models.sizes(state)
     if (ds.num_classes, ds.in_chans) != (classes, chans):
         raise UsageError(f"{path} holds a model for {classes} classes and {chans} input channels; the {cfg.data} "
                          f"test set in {cfg.data_dir} has {ds.num_classes} and {ds.in_chans}")
     checkpoint.check_classes(state, ds.classes, f"the {cfg.data} test set in {cfg.data_dir}")
+    checkpoint.check_split(state, ds.description.split, f"the {cfg.data} data in {cfg.data_dir}")
     model.to(ctx.device)
-    loss, acc = evaluate(model, test_loader(ds.test, ctx, args.batch_size, args.workers), ctx, args.amp)
+    loss, acc = evaluate(model, ds.test_batches(args.batch_size, ctx.device, ctx.rank, ctx.world, args.workers), ctx,
+                         args.amp)
     result = {"checkpoint": str(path), "model": cfg.model, "solver": cfg.label, "data": cfg.data,
               "epoch": state["epoch"], "test_loss": loss, "test_acc": acc, "test_images": len(ds.test)}
     if ctx.main:

@@ -22,13 +22,12 @@ from typing import Callable, Iterator, Optional
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from odenets.files import remove_temporaries
 
 from ..data import datasets as data
-from ..data.image_tensors import Batches, ImageTensors
+from ..data.description import Description
 from ..errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError
 from ..run import checkpoint, distributed, lock, metrics, models, optimizer, precision, seeding, signals
 from ..run.distributed import Context
@@ -37,7 +36,7 @@ from ..run.late_read import Reading
 from ..run.train_step import TrainStep
 from ..settings import config, recipe, settings_file
 from ..settings.config import Config
-from .evaluate import evaluate, test_loader
+from .evaluate import evaluate
 
 SUBSET_STREAM = 2
 """The random stream that draws a ``--train-subset``: derive(seed, 0, 0, 2), the same on every process."""
@@ -58,10 +57,11 @@ def fit(cfg: Config, state: Optional[dict] = None, on_step: Optional[OnStep] = N
     The run holds its folder (:func:`lock.hold`) from start to end; a checkpoint of
     another folder is resumed into ``cfg.out`` only if that holds nothing yet, and
     is then copied there first, so the folder is a complete run of its own."""
-    cfg = cfg.resolved().check()
+    found = data.find(cfg.check().data, cfg.data_dir, cfg.test_split, cfg.on_bad_image)  # the one look at the data
+    cfg = cfg.resolved(found.description).check()
     ctx = distributed.setup(cfg.device)
     with _holding(ctx, Path(cfg.out)), threads(cfg.threads) as used:
-        return _Run(replace(cfg, threads=used), ctx, state, on_step, lines, progress).run()
+        return _Run(replace(cfg, threads=used), ctx, found, state, on_step, lines, progress).run()
 
 
 @contextmanager
@@ -99,8 +99,8 @@ def _holding(ctx: Context, out: Path) -> Iterator[None]:
 
 
 class _Run:
-    def __init__(self, cfg: Config, ctx: Context, state: Optional[dict], on_step: Optional[OnStep],
-                 lines: bool = True, progress: Optional[Progress] = None):
+    def __init__(self, cfg: Config, ctx: Context, found: data.Found, state: Optional[dict],
+                 on_step: Optional[OnStep], lines: bool = True, progress: Optional[Progress] = None):
         self.cfg, self.ctx, self.on_step, self.lines = cfg, ctx, on_step, lines and not cfg.quiet
         self.progress = progress
         self.out = Path(cfg.out)
@@ -121,8 +121,8 @@ class _Run:
 
         seeding.seed_everything(cfg.seed)
         with distributed.local_first(ctx):
-            self.data = data.load(cfg.data, cfg.data_dir, cfg.download, cfg.on_bad_image, cfg.image_size, cfg.flip,
-                                  cfg.loader)
+            self.data = data.load(found, download=cfg.download, image_size=cfg.image_size, flip=cfg.flip,
+                                  loader=cfg.loader)
         if cfg.train_subset is not None:
             self.data = data.subset(self.data, cfg.train_subset, seeding.derive(cfg.seed, 0, 0, SUBSET_STREAM))
         self.model = model = models.build(cfg, self.data.num_classes, self.data.in_chans).to(
@@ -147,15 +147,10 @@ class _Run:
         self.train_step = TrainStep(self.net, self.optimizer, ctx, cfg.amp, cfg.channels_last, self.scaler)
         self.sampler = seeding.EpochSampler(len(self.data.train), cfg.seed, ctx.rank, ctx.world)
         self.loader_rng = torch.Generator()  # seeds the loader's workers, reseeded every epoch
-        if isinstance(self.data.train, ImageTensors):  # batch b of an epoch augmented from (seed, epoch, rank, b)
-            self.loader = Batches(self.data.train.to(ctx.device), self.sampler, self.per_process, ctx.device,
-                                  lambda b: seeding.derive(cfg.seed, self.sampler.epoch, ctx.rank, 2,
-                                                           self.sampler.skip // self.per_process + b))
-        else:
-            self.loader = DataLoader(seeding.SeededItems(self.data.train, self.sampler), self.per_process,
-                                     sampler=self.sampler, num_workers=cfg.workers, generator=self.loader_rng,
-                                     pin_memory=ctx.device.type == "cuda")
-        self.tests = test_loader(self.data.test, ctx, self.per_process, cfg.workers)
+        self.loader = self.data.train_batches(self.sampler, self.per_process, ctx.device,
+                                              seeding.BatchSeeds(self.sampler, self.per_process),
+                                              seeding.ItemSeeds(self.sampler), cfg.workers, self.loader_rng)
+        self.tests = self.data.test_batches(self.per_process, ctx.device, ctx.rank, ctx.world, cfg.workers)
         self.bars = not cfg.quiet and ctx.main and sys.stderr.isatty()
         self.planned = False  # the plan line is printed in the first epoch this process trains
 
@@ -166,9 +161,10 @@ class _Run:
         if ctx.main:
             with self._writing("config.json"):
                 metrics.write_json(self.out / "config.json", {**asdict(cfg), "data_chosen": self.data.chosen,
+                                                              "data_set": self.data.description.record(),
                                                               "precision": precision.describe(ctx.device, cfg.amp)})
             if self.lines and self.data.chosen:
-                print(describe(cfg, self.data), flush=True)
+                print(describe(cfg, self.data.description), flush=True)
         if self.copy:  # the resumed checkpoint into this folder, as its first: a complete run of its own
             self._save()
             if ctx.main:
@@ -183,7 +179,8 @@ class _Run:
                 if self._agree(stop.requested):
                     raise self._interrupted(stop)
         last = self.history[-1] if self.history else {}
-        result = {"config": asdict(cfg), "data_chosen": self.data.chosen, "label": cfg.label,
+        result = {"config": asdict(cfg), "data_chosen": self.data.chosen, "data_set": self.data.description.record(),
+                  "label": cfg.label,
                   "parameters": self.parameters, "evaluations": self.evaluations, "epochs": self.epoch,
                   "test_acc": last.get("test_acc"), "test_loss": last.get("test_loss"),
                   "seconds": sum(r["seconds"] for r in self.history), "history": self.history,
@@ -294,7 +291,7 @@ class _Run:
                     "epoch": self.epoch, "batch": self.batch, "step": self.step, "partial": dict(self.partial),
                     "history": self.history, "rng": rng, "world_size": self.ctx.world,
                     "num_classes": self.data.num_classes, "in_chans": self.data.in_chans,
-                    "classes": list(self.data.classes)})
+                    "classes": list(self.data.classes), "split": self.data.description.split})
         self.saved = self._position(self.path)
         distributed.barrier(self.ctx)
 
@@ -320,6 +317,7 @@ class _Run:
                 raise CheckpointError(f"{path} was trained with {key} {saved.get(key)!r}; this run has "
                                       f"{mine[key]!r}")
         checkpoint.check_classes(state, self.data.classes, f"the {self.cfg.data} data in {self.cfg.data_dir}")
+        checkpoint.check_split(state, self.data.description.split, f"the {self.cfg.data} data in {self.cfg.data_dir}")
         checkpoint.restore(self.model, state["model"], path, "model")
         saved_optimizer = state["optimizer"]
         if state.get("version") == 1:
@@ -399,13 +397,14 @@ class _PlanTimer:
             self.report = None
 
 
-def describe(cfg: Config, ds: data.Data) -> str:
+def describe(cfg: Config, d: Description) -> str:
     """What the data decided for this run, in one line."""
-    c = ds.chosen
+    c = d.chosen
     height, width = c["image_size"]
-    return (f"data: {cfg.data} in {cfg.data_dir}, {len(ds.train):,} training images, {ds.num_classes} classes, "
-            f"{c['channels']} channel{'s' if c['channels'] > 1 else ''} at {height}x{width}; model {cfg.model}, "
-            f"{cfg.epochs} epochs of {cfg.batch_size}; {c['augmentation']}; loader: {c['loader']}")
+    return (f"data: {cfg.data} in {cfg.data_dir}, {d.train_images:,} training images, {len(d.classes)} classes, "
+            f"{c['channels']} channel{'s' if c['channels'] > 1 else ''} at {height}x{width}; test set: "
+            f"{d.test_images:,} images, {d.test_set}; model {cfg.model}, {cfg.epochs} epochs of {cfg.batch_size}; "
+            f"{c['augmentation']}; loader: {c['loader']}")
 
 
 def _fresh() -> dict:

@@ -1,14 +1,22 @@
 """Data sets by name: ``digits`` (embedded), ``cifar10``/``cifar100``, ``imagefolder``.
 
+:func:`load` is the one way in: it finds the data set (listing a folder's files and
+looking at its images once), reads it, and returns :class:`Data`: the training and
+test sets, the data set's :class:`Description` (classes, channels, size, counts, where
+the test set comes from, what the images decided) and the batches training iterates,
+on the training device, through the loader chosen here.
+
 ``digits`` is scikit-learn's 1,797 real 8x8 handwritten digits, shipped inside
 scikit-learn (no download), split once with a fixed seed into a stratified train and
 test set. CIFAR comes from torchvision's files (``--download`` fetches them) or from an
 image-folder tree; ``imagefolder`` is any tree with class-named folders under
-``train/`` and ``test/`` (or ``val/``), ImageNet's layout. torchvision and scikit-learn
-are imported only when a data set is loaded, so importing this module is cheap.
+``train/`` and ``test/`` (or ``val/``), ImageNet's layout, or a folder of class folders
+without a split, which is split here (:mod:`split`). torchvision and scikit-learn are
+imported only when a data set is loaded, so importing this module is cheap.
 
-The images decide the rest: grayscale images give a 1-channel input, and small ones
-(at most 64x64, CIFAR's kind) get CIFAR's augmentation at their own size, decoded once
+The images decide the rest: grayscale images give a 1-channel input; small ones (at
+most 64x64, CIFAR's kind) get CIFAR's augmentation at their own size and mid-size ones
+(at most 160x160) the same with padding of an eighth of their side, both decoded once
 into the tensor cache (:mod:`tensor_cache`) and augmented a batch at a time on the
 training device (``loader='cache'``, the default for them; ``'pil'`` reads every image
 through PIL on every epoch, as larger images always are).
@@ -16,18 +24,21 @@ through PIL on every epoch, as larger images always are).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from ..errors import DataError
 from . import image_modes, tensor_cache
 from .batch_augment import BatchAugment
-from .image_tensors import ImageTensors
+from .batches import OnDevice, SeededItems
+from .description import MID, Description
+from .image_tensors import Batches, ImageTensors
+from .split import SPLIT_SEED, TEST_SPLIT, split
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 ON_BAD_IMAGE = ("stop", "skip")
@@ -41,53 +52,110 @@ _CIFAR = {  # torchvision's folder, class, per-channel mean and std of the train
     "cifar100": ("cifar-100-python", "CIFAR100", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_DIGITS = Description("digits", "", tuple(str(d) for d in range(10)), 1, (8, 8), 1347, 450,
+                      "a fixed stratified quarter of the 1,797 digits")
 
 
 @dataclass
 class Data:
     train: Dataset
     test: Dataset
-    classes: list[str]
-    in_chans: int
-    chosen: dict = field(default_factory=dict)
-    """What the images decided (channels, size, augmentation, loader), for the run's record."""
+    description: Description
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.description.classes)
+
+    @property
+    def in_chans(self) -> int:
+        return self.description.channels
 
     @property
     def num_classes(self) -> int:
-        return len(self.classes)
+        return len(self.description.classes)
+
+    @property
+    def chosen(self) -> dict:
+        """What the images decided (channels, size, augmentation, loader), for the run's record."""
+        return self.description.chosen
+
+    def train_batches(self, order: Sequence[int], batch_size: int, device: torch.device,
+                      batch_seed: Callable[[int], int], item_seed: Callable[[int], int], workers: int = 0,
+                      generator: Optional[torch.Generator] = None) -> Iterable:
+        """The training batches in the order of ``order`` (a sampler), on ``device``: from
+        the tensor cache, batch b augmented with a generator seeded by ``batch_seed(b)``;
+        else through a DataLoader of ``workers`` processes, image i augmented with torch's
+        generator seeded by ``item_seed(i)`` (:class:`SeededItems`)."""
+        if isinstance(self.train, ImageTensors):
+            return Batches(self.train.to(device), order, batch_size, device, batch_seed)
+        items = SeededItems(self.train, item_seed)
+        return OnDevice(DataLoader(items, batch_size, sampler=order, num_workers=workers, generator=generator,
+                                   pin_memory=torch.device(device).type == "cuda"), device)
+
+    def test_batches(self, batch_size: int, device: torch.device, rank: int = 0, world: int = 1,
+                     workers: int = 0) -> Iterable:
+        """This process's share of the test set (every world-th image, none twice), in
+        batches on ``device``."""
+        if isinstance(self.test, ImageTensors):
+            return Batches(self.test.to(device), range(rank, len(self.test), world), batch_size, device)
+        shard = Subset(self.test, range(rank, len(self.test), world))
+        return OnDevice(DataLoader(shard, batch_size=batch_size, num_workers=workers,
+                                   pin_memory=torch.device(device).type == "cuda"), device)
 
 
-def load(name: str, root: str = "data", download: bool = False, on_bad_image: str = "stop",
-         image_size: Optional[int] = None, flip: bool = True, loader: Optional[str] = None) -> Data:
-    """The train and test sets of data set ``name``, read from ``root``; ``flip``: mirror
-    training images at random; ``loader``: 'cache' or 'pil' (default: 'cache' where the
-    images are small)."""
+@dataclass
+class Found:
+    """A data set found and looked at, not yet read: its description, and for an image
+    folder its training and test files. What :func:`find` returns and :func:`load` reads."""
+
+    description: Description
+    train: Optional["ImageFiles"] = None
+    test: Optional["ImageFiles"] = None
+
+
+def find(name: str, root: str = "data", test_split: Optional[float] = None, on_bad_image: str = "stop") -> Found:
+    """Data set ``name`` under ``root``, found: a folder's files listed (and split, for a
+    folder of class folders without train/ and test/: ``test_split`` of each class held
+    out, default :data:`TEST_SPLIT`) and its images looked at, once
+    (:func:`image_modes.survey`). Cheap: no image is decoded."""
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
     if on_bad_image not in ON_BAD_IMAGE:
         raise DataError(f"--on-bad-image must be one of {', '.join(ON_BAD_IMAGE)}, got {on_bad_image!r}")
+    if name == "digits":
+        return Found(_DIGITS)
+    folder = Path(root)
+    if name in _CIFAR:
+        if folder.name == _CIFAR[name][0]:  # the user named torchvision's folder itself
+            folder = folder.parent
+        if not (_split_dirs(folder) and not (folder / _CIFAR[name][0]).is_dir()):
+            count = {"train": 50000, "test": 10000}
+            return Found(Description(name, str(folder), (), 3, (32, 32), count["train"], count["test"], "test"))
+    return _found_folder(name, folder, test_split, on_bad_image)
+
+
+def load(name, root: str = "data", *, download: bool = False, on_bad_image: str = "stop",
+         image_size: Optional[int] = None, flip: bool = True, loader: Optional[str] = None,
+         test_split: Optional[float] = None) -> Data:
+    """The train and test sets of data set ``name`` (a name, or what :func:`find`
+    returned for it), read from ``root``; ``flip``: mirror training images at random;
+    ``loader``: 'cache' or 'pil' (default: 'cache' where the images are at most 160x160);
+    ``test_split``: the share of each class held out from a folder without a split."""
+    found = name if isinstance(name, Found) else find(name, root, test_split, on_bad_image)
     if loader is not None and loader not in LOADERS:
         raise DataError(f"--loader must be one of {', '.join(LOADERS)}, got {loader!r}")
-    if name == "digits":
+    kind = found.description.kind
+    if kind == "digits":
         return digits()
-    if name in _CIFAR:
-        return cifar(name, Path(root), download, on_bad_image, flip, loader)
-    return image_folder(Path(root), image_size, on_bad_image, flip, loader)
-
-
-def small_images(root: str) -> bool:
-    """Whether ``root`` holds an image folder of small images (CIFAR-like, at most 64x64)."""
-    split = _split_dirs(Path(root))
-    if split is None:
-        return False
-    return image_modes.survey(ImageFiles(split[0]).paths).small
+    if kind in _CIFAR:
+        return _cifar(found, download, flip, loader)
+    return _image_folder(found, image_size, flip, loader)
 
 
 def subset(data: Data, n: int, seed: int) -> Data:
     """``data`` with ``n`` of its training images, drawn with ``seed`` and stratified
     (each class in its share of the training set, as scikit-learn's splitter rounds
     it); the test set stays whole. For short proxies of a study."""
-    import numpy as np
     from sklearn.model_selection import train_test_split
 
     labels = targets(data.train)
@@ -99,7 +167,7 @@ def subset(data: Data, n: int, seed: int) -> Data:
     keep, _ = train_test_split(np.arange(len(labels)), train_size=n, stratify=labels, random_state=seed % 2**32)
     keep = sorted(keep.tolist())
     train = data.train.subset(keep) if isinstance(data.train, ImageTensors) else Subset(data.train, keep)
-    return Data(train, data.test, data.classes, data.in_chans, data.chosen)
+    return Data(train, data.test, replace(data.description, train_images=n))
 
 
 def targets(dataset: Dataset) -> list[int]:
@@ -120,7 +188,6 @@ def digits(test_fraction: float = 0.25, split_seed: int = 0) -> Data:
     """scikit-learn's 8x8 digits as 1x8x8 tensors, pixels scaled to [0, 1] and then
     standardised with the training set's mean and std; the split is stratified and
     fixed (``split_seed``), the same for every run."""
-    import numpy as np
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -133,31 +200,29 @@ def digits(test_fraction: float = 0.25, split_seed: int = 0) -> Data:
     def tensors(x, y) -> TensorDataset:
         return TensorDataset(torch.from_numpy((x - mean) / std).view(-1, 1, 8, 8), torch.from_numpy(y).long())
 
-    return Data(tensors(x_train, y_train), tensors(x_test, y_test), [str(d) for d in range(10)], in_chans=1)
+    return Data(tensors(x_train, y_train), tensors(x_test, y_test),
+                _DIGITS.with_counts(len(y_train), len(y_test), {}))
 
 
-def cifar(name: str, root: Path, download: bool, on_bad_image: str = "stop", flip: bool = True,
-          loader: Optional[str] = None) -> Data:
+def _cifar(found: Found, download: bool, flip: bool = True, loader: Optional[str] = None) -> Data:
     """CIFAR-10/100 with the paper's augmentation (pad 4, random 32x32 crop, horizontal
-    flip) and per-channel normalisation, from torchvision's files under ``root`` or
+    flip) and per-channel normalisation, from torchvision's files under the found root or
     from an image-folder tree ``root/train/<class>/*`` and ``root/test/<class>/*``."""
     from torchvision import datasets
 
+    d = found.description
+    name, root = d.kind, Path(d.root)
     folder, cls, mean, std = _CIFAR[name]
-    if root.name == folder:  # the user named torchvision's folder itself
-        root = root.parent
-    if _split_dirs(root) and not (root / folder).is_dir():
-        train, test = _listed(root, on_bad_image)
-        found = image_modes.survey(train.paths)
-        if (found.height, found.width) != (32, 32) and found.looked_at:
-            raise DataError(f"{name.upper()} images are 32x32, but those in {train.root} are {found.height}x"
-                            f"{found.width}; for other images use --data imagefolder")
-        return _small(train, test, 3, (32, 32), mean, std, flip, loader or "cache")
+    if found.train is not None:
+        if d.size not in ((32, 32), (0, 0)):  # (0, 0): none readable, reported when read
+            raise DataError(f"{name.upper()} images are 32x32, but those in {found.train.root} are {d.size[0]}x"
+                            f"{d.size[1]}; for other images use --data imagefolder")
+        return _cached(found, (32, 32), PAD, mean, std, flip, loader or "cache")
     if not (root / folder).is_dir() and not download:
         raise DataError(f"no {name.upper()} found in {root}: looked for {root / folder} (torchvision's files) and "
                         f"for {root}/train and {root}/test (an image folder). Pass --download to fetch it into "
                         f"{root}, or --data-dir DIR to read it from elsewhere")
-    train_tf, test_tf = _small_transforms((32, 32), mean, std, flip)
+    train_tf, test_tf = _small_transforms((32, 32), PAD, mean, std, flip)
     pil = loader == "pil"
     try:
         train = getattr(datasets, cls)(str(root), train=True, download=download, transform=train_tf if pil else None)
@@ -165,42 +230,66 @@ def cifar(name: str, root: Path, download: bool, on_bad_image: str = "stop", fli
     except (RuntimeError, OSError) as e:  # torchvision reports a missing or corrupt file as RuntimeError
         raise DataError(f"cannot read {name.upper()} from {root / folder}: {e}") from None
     chosen = _chosen(3, (32, 32), f"pad {PAD} + random 32x32 crop", flip, loader or "cache")
+    described = replace(d, classes=tuple(train.classes)).with_counts(len(train), len(test), chosen)
     if pil:
-        return Data(train, test, list(train.classes), 3, chosen)
-    tensors = [ImageTensors(torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous(), d.targets, mean, std,
-                            BatchAugment(PAD, flip, mean, std)) for d in (train, test)]
-    return Data(*tensors, list(train.classes), 3, chosen)
+        return Data(train, test, described)
+    tensors = [ImageTensors(torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(), s.targets, mean, std,
+                            BatchAugment(PAD, flip, mean, std)) for s in (train, test)]
+    return Data(*tensors, described)
 
 
-def image_folder(root: Path, size: Optional[int] = None, on_bad_image: str = "stop", flip: bool = True,
-                 loader: Optional[str] = None) -> Data:
-    """Any tree with class folders under ``train/`` and ``test/`` or ``val/``, read as
-    grayscale if its images are. Small images (at most 64x64) get CIFAR's augmentation
-    at their own size (or ``size``); larger ones the ImageNet recipe's (random resized
-    crop of ``size``, default 224, and flip) and a centre crop (of a resize to 8/7
-    ``size``) for testing, through PIL."""
+def _image_folder(found: Found, size: Optional[int] = None, flip: bool = True, loader: Optional[str] = None) -> Data:
+    """An image folder, read as grayscale if its images are. Small images (at most
+    64x64) get CIFAR's augmentation at their own size (or ``size``), mid-size ones (at
+    most 160x160) the same with padding of an eighth of their side; larger ones the
+    ImageNet recipe's (random resized crop of ``size``, default 224, and flip) and a
+    centre crop (of a resize to 8/7 ``size``) for testing, through PIL."""
     from torchvision import transforms as T
 
-    if not _split_dirs(root):
-        raise DataError(f"no image folder at {root}: looked for {root}/train and {root}/test (or {root}/val), "
-                        "each holding one folder of images per class. Give its location with --data-dir DIR")
-    train, test = _listed(root, on_bad_image)
-    found = image_modes.survey(train.paths)
-    mean, std = _imagenet_stats(found.channels)
-    if found.small:
-        shape = (size, size) if size else (found.height, found.width)
-        return _small(train, test, found.channels, shape, mean, std, flip, loader or "cache")
+    d, train, test = found.description, found.train, found.test
+    mean, std = _imagenet_stats(d.channels)
+    if d.size_class != "large":
+        shape = (size, size) if size else d.size
+        pad = PAD if d.size_class == "small" else round(min(shape) / 8)
+        return _cached(found, shape, pad, mean, std, flip, loader or "cache")
     if loader == "cache":
-        raise DataError(f"the tensor cache holds images of at most {image_modes.SMALL}x{image_modes.SMALL}; those in "
-                        f"{train.root} are {found.height}x{found.width}: use --loader pil")
+        raise DataError(f"the tensor cache holds images of at most {MID}x{MID}; those in {train.root} are "
+                        f"{d.size[0]}x{d.size[1]}: use --loader pil")
     size = size or 224
     norm = T.Normalize(mean, std)
     train.transform = T.Compose([T.RandomResizedCrop(size), *_flip(flip), T.ToTensor(), norm])
     test.transform = T.Compose([T.Resize(round(size * 8 / 7)), T.CenterCrop(size), T.ToTensor(), norm])
     for files in (train, test):
-        files.channels = found.channels
-    chosen = _chosen(found.channels, (size, size), f"random resized {size}x{size} crop", flip, "pil")
-    return Data(train, test, train.classes, found.channels, chosen)
+        files.channels = d.channels
+    chosen = _chosen(d.channels, (size, size), f"random resized {size}x{size} crop", flip, "pil")
+    return Data(train, test, d.with_counts(len(train), len(test), chosen))
+
+
+def _found_folder(name: str, root: Path, test_split: Optional[float], on_bad_image: str) -> Found:
+    """An image folder's files, split if it has no split, and a look at its images."""
+    dirs = _split_dirs(root)
+    record = None
+    if dirs is not None:
+        if test_split is not None:
+            raise DataError(f"--test-split splits a folder of class folders; {root} has its own split "
+                            f"({dirs[0].name}/ and {dirs[1].name}/): leave --test-split out")
+        train = ImageFiles(dirs[0], on_bad_image=on_bad_image)
+        test = ImageFiles(dirs[1], classes=train.classes, on_bad_image=on_bad_image)
+        test_set = "test/" if dirs[1].name == "test" else "val/ (there is no test/)"
+    elif name == "imagefolder" and root.is_dir() and _class_dirs(root) and not (root / "train").is_dir():
+        whole = ImageFiles(root, on_bad_image=on_bad_image)
+        kept, held, record = split(root, whole.samples, TEST_SPLIT if test_split is None else test_split,
+                                   SPLIT_SEED)
+        train, test = whole.only(kept), whole.only(held)
+        test_set = f"{100 * record['fraction']:g}% of each class held out (split seed {record['seed']})"
+    else:
+        raise DataError(f"no image folder at {root}: looked for {root}/train and {root}/test (or {root}/val), each "
+                        f"holding one folder of images per class, or for class folders in {root} itself (split "
+                        "here). Give its location with --data-dir DIR")
+    looked = image_modes.survey(train.paths)
+    size = (looked.height, looked.width) if looked.looked_at else (0, 0)
+    return Found(Description(name, str(root), tuple(train.classes), looked.channels, size, len(train), len(test),
+                             test_set, record), train, test)
 
 
 def _imagenet_stats(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -216,11 +305,11 @@ def _flip(flip: bool) -> list:
     return [T.RandomHorizontalFlip()] if flip else []
 
 
-def _small_transforms(shape: tuple[int, int], mean, std, flip: bool) -> tuple[Callable, Callable]:
-    """PIL transforms for small images: CIFAR's augmentation at ``shape`` (height, width)."""
+def _small_transforms(shape: tuple[int, int], pad: int, mean, std, flip: bool) -> tuple[Callable, Callable]:
+    """PIL transforms for images at ``shape`` (height, width): CIFAR's augmentation with ``pad``."""
     from torchvision import transforms as T
 
-    train = T.Compose([T.RandomCrop(shape, padding=PAD), *_flip(flip), T.ToTensor(), T.Normalize(mean, std)])
+    train = T.Compose([T.RandomCrop(shape, padding=pad), *_flip(flip), T.ToTensor(), T.Normalize(mean, std)])
     return train, T.Compose([T.ToTensor(), T.Normalize(mean, std)])
 
 
@@ -229,18 +318,18 @@ def _chosen(channels: int, shape: tuple[int, int], crop: str, flip: bool, loader
             "augmentation": f"{crop}, {'horizontal flip' if flip else 'no flip'}", "loader": loader}
 
 
-def _small(train: "ImageFiles", test: "ImageFiles", channels: int, shape: tuple[int, int], mean, std, flip: bool,
-           loader: str) -> Data:
-    """Small images at ``shape``, with CIFAR's augmentation: through PIL, or decoded into
-    the tensor cache (``loader``)."""
+def _cached(found: Found, shape: tuple[int, int], pad: int, mean, std, flip: bool, loader: str) -> Data:
+    """Images at ``shape``, with CIFAR's augmentation (padding ``pad``): through PIL, or
+    decoded into the tensor cache (``loader``)."""
+    d, train, test = found.description, found.train, found.test
     for files in (train, test):
-        files.channels, files.size = channels, shape
-    chosen = _chosen(channels, shape, f"pad {PAD} + random {shape[0]}x{shape[1]} crop", flip, loader)
+        files.channels, files.size = d.channels, shape
+    chosen = _chosen(d.channels, shape, f"pad {pad} + random {shape[0]}x{shape[1]} crop", flip, loader)
     if loader == "pil":
-        train.transform, test.transform = _small_transforms(shape, mean, std, flip)
-        return Data(train, test, train.classes, channels, chosen)
-    sets = [ImageTensors(*files.tensors(), mean, std, BatchAugment(PAD, flip, mean, std)) for files in (train, test)]
-    return Data(*sets, train.classes, channels, chosen)
+        train.transform, test.transform = _small_transforms(shape, pad, mean, std, flip)
+        return Data(train, test, d.with_counts(len(train), len(test), chosen))
+    sets = [ImageTensors(*files.tensors(), mean, std, BatchAugment(pad, flip, mean, std)) for files in (train, test)]
+    return Data(*sets, d.with_counts(len(sets[0]), len(sets[1]), chosen))
 
 
 def _split_dirs(root: Path) -> Optional[tuple[Path, Path]]:
@@ -248,25 +337,9 @@ def _split_dirs(root: Path) -> Optional[tuple[Path, Path]]:
     return (root / "train", test) if (root / "train").is_dir() and test is not None else None
 
 
-def _listed(root: Path, on_bad_image: str) -> tuple["ImageFiles", "ImageFiles"]:
-    train_dir, test_dir = _split_dirs(root)
-    train = ImageFiles(train_dir, on_bad_image=on_bad_image)
-    return train, ImageFiles(test_dir, classes=train.classes, on_bad_image=on_bad_image)
-
-
-class AtLeast:
-    """A transform that refuses (DataError) an image of data set ``where`` smaller than
-    ``size`` x ``size``, saying what was ``expected``, instead of letting a crop fail
-    with a traceback."""
-
-    def __init__(self, size: int, where: str, expected: str):
-        self.size, self.where, self.expected = size, where, expected
-
-    def __call__(self, image):
-        if min(image.size) < self.size:
-            raise DataError(f"an image in {self.where} is {image.size[0]}x{image.size[1]}, smaller than "
-                            f"{self.expected}")
-        return image
+def _class_dirs(root: Path) -> list[str]:
+    """The class folders of ``root``: its folders not starting with "."."""
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
 class ImageFiles(Dataset):
@@ -282,7 +355,7 @@ class ImageFiles(Dataset):
 
     def __init__(self, root: Path, transform: Optional[Callable] = None, classes: Optional[list[str]] = None,
                  on_bad_image: str = "stop", channels: int = 3, size: Optional[tuple[int, int]] = None):
-        found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        found = _class_dirs(root)
         if classes is not None and found != classes:
             raise DataError(f"{root} has classes {', '.join(found)}; the training set has {', '.join(classes)}")
         if not found:
@@ -298,6 +371,12 @@ class ImageFiles(Dataset):
                                 f"{', '.join(EXTENSIONS)}): add its images or remove it")
             self.samples += images
         self.bad: set[str] = set()
+
+    def only(self, samples: list[tuple[str, int]]) -> "ImageFiles":
+        """These files restricted to ``samples`` (a part of :attr:`samples`): a split's half."""
+        part = object.__new__(ImageFiles)
+        part.__dict__.update(self.__dict__, samples=list(samples), bad=set())
+        return part
 
     @property
     def paths(self) -> list[str]:

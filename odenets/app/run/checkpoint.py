@@ -89,6 +89,8 @@ def load(path: Union[str, Path]) -> dict:
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)
                                     and len(classes) == state.get("num_classes", len(classes))):
         raise CheckpointError(f"{path} is damaged: field 'classes' is not a list of num_classes names")
+    if not isinstance(state.get("split"), (dict, type(None))):
+        raise CheckpointError(f"{path} is damaged: field 'split' is not a table")
     if not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
         raise CheckpointError(f"{path} is damaged: the model state holds something other than tensors")
     bad = next((k for k, v in state["model"].items() if v.is_floating_point() and not v.isfinite().all()), None)
@@ -96,6 +98,23 @@ def load(path: Union[str, Path]) -> dict:
         raise CheckpointError(f"{path} holds NaN or infinite weights (first in {bad}); `odenets train` never saves "
                               "such weights, so the file was altered or damaged")
     return {**state, "path": str(path)}
+
+
+def check_split(state: dict, split: Optional[dict], where: str) -> None:
+    """Raise a CheckpointError unless the checkpoint's test split (where it saved one: a
+    folder split when it was trained, :mod:`odenets.app.data.split`) is ``split``, the one
+    drawn now from the data ``where``: another split would test on other images, some
+    of them trained on."""
+    if "split" not in state:  # written before splits were recorded
+        return
+    saved = state["split"]
+    if (saved or {}).get("sha256") != (split or {}).get("sha256"):
+        def said(s):
+            return (f"{s['held_out']} images held out ({100 * s['fraction']:g}% of each class, split seed {s['seed']}, "
+                    f"names' SHA-256 {s['sha256'][:12]})" if s else "its own test/ or val/ folder")
+
+        raise CheckpointError(f"{state['path']} was tested on {said(saved)}, but {where} gives {said(split)}: "
+                              "another test set. Use the same folder, files and --test-split as its training")
 
 
 def check_classes(state: dict, classes: list[str], where: str) -> None:

@@ -12,10 +12,12 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Sampler
 
+BATCH_STREAM = 2
+"""The stream of :class:`BatchSeeds`: batch b of epoch e is augmented from derive(seed, e, rank, 2, b)."""
 ITEM_STREAM = 3
-"""The stream of :class:`SeededItems`: item i of epoch e is drawn from derive(seed, e, rank, 3, i)."""
+"""The stream of :class:`ItemSeeds`: item i of epoch e is drawn from derive(seed, e, rank, 3, i)."""
 
 
 def derive(*keys: int) -> int:
@@ -53,28 +55,30 @@ def set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(keys), gauss))
 
 
-class SeededItems(Dataset):
-    """``dataset`` whose item i is made (augmented) with torch's CPU generator seeded by
-    (seed, epoch, rank, i) of ``sampler`` (an :class:`EpochSampler`), the process's own
-    random state untouched. An image's random crop and flip are then the same whichever
-    worker process loads it and wherever in the epoch a run resumed: a run is the same
-    with any ``--workers``, and resumes exactly part-way through an epoch. (The loader's
-    workers take a copy of the sampler as it is when an epoch's iteration starts.)"""
+class ItemSeeds:
+    """The seed of item i in the current epoch of ``sampler`` (an :class:`EpochSampler`):
+    derive(seed, epoch, rank, ITEM_STREAM, i), for images read one at a time
+    (:class:`odenets.app.data.batches.SeededItems`)."""
 
-    def __init__(self, dataset: Dataset, sampler: "EpochSampler"):
-        self.dataset, self.sampler = dataset, sampler
+    def __init__(self, sampler: "EpochSampler"):
+        self.sampler = sampler
 
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int):
+    def __call__(self, i: int) -> int:
         s = self.sampler
-        state = torch.get_rng_state()
-        torch.default_generator.manual_seed(derive(s.seed, s.epoch, s.rank, ITEM_STREAM, i))
-        try:
-            return self.dataset[i]
-        finally:
-            torch.set_rng_state(state)
+        return derive(s.seed, s.epoch, s.rank, ITEM_STREAM, i)
+
+
+class BatchSeeds:
+    """The seed of batch b of the current epoch of ``sampler``, counted from the epoch's
+    start even when it resumed part-way: derive(seed, epoch, rank, BATCH_STREAM, skip //
+    batch_size + b), for batches augmented on the device (the tensor cache)."""
+
+    def __init__(self, sampler: "EpochSampler", batch_size: int):
+        self.sampler, self.batch_size = sampler, batch_size
+
+    def __call__(self, b: int) -> int:
+        s = self.sampler
+        return derive(s.seed, s.epoch, s.rank, BATCH_STREAM, s.skip // self.batch_size + b)
 
 
 class EpochSampler(Sampler[int]):

@@ -23,7 +23,9 @@ from odenets import solvers
 from odenets.hints import describe, fits
 from odenets.solvers.spec import label
 
-from ..data.datasets import DATASETS, LOADERS, ON_BAD_IMAGE, small_images
+from ..data import datasets
+from ..data.datasets import DATASETS, LOADERS, ON_BAD_IMAGE
+from ..data.description import Description
 from ..errors import CheckpointError, UsageError
 from .recipe import recipe
 
@@ -48,6 +50,7 @@ class Config:
     milestones: Optional[list[float]] = None
     seed: int = 0
     image_size: Optional[int] = None
+    test_split: Optional[float] = None
     train_subset: Optional[int] = None
     amp: bool = False
     flip: bool = True
@@ -64,19 +67,25 @@ class Config:
     out: Optional[str] = None
     quiet: bool = False
     loader: Optional[str] = None
+    tensorboard: bool = False
+    tensorboard_every: int = 10
 
     ENVIRONMENT = ("device", "threads", "compile", "compile_mode", "channels_last", "workers", "data_dir", "download",
-                   "on_bad_image", "out", "quiet", "loader")
+                   "on_bad_image", "out", "quiet", "loader", "tensorboard", "tensorboard_every")
 
-    def resolved(self) -> "Config":
-        """A copy with every unset hyper-parameter taken from the data set's recipe, and
-        the solver in its one spelling: its noise in its name (``lm+sd``), not in the options."""
-        r = recipe(self.data, self.model or "", self.data == "imagefolder" and small_images(self.data_dir))
+    def resolved(self, data: Optional[Description] = None) -> "Config":
+        """A copy with every unset hyper-parameter taken from the recipe of the data set
+        ``data`` describes (found here, if needed and not given), and the solver in its one
+        spelling: its noise in its name (``lm+sd``), not in the options."""
         values = asdict(self)
+        defaults = ("model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "milestones")
+        if data is None and self.data == "imagefolder" and any(values[n] is None for n in defaults):
+            data = datasets.find(self.data, self.data_dir, self.test_split, self.on_bad_image).description
+        r = recipe(self.data, self.model or "", data.size_class if data else "small", data.train_images if data else 0)
         if self.solver is not None and "noise" in self.options:
             values["solver"] = self._spec().label
             values["options"] = {k: v for k, v in self.options.items() if k != "noise"}
-        for name in ("model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "milestones"):
+        for name in defaults:
             if values[name] is None:
                 values[name] = list(getattr(r, name)) if name == "milestones" else getattr(r, name)
         if values["out"] is None:
@@ -124,7 +133,9 @@ class Config:
             raise UsageError(f"--compile-mode must be one of: {', '.join(COMPILE_MODES)}; got {self.compile_mode!r}")
         if self.loader is not None and self.loader not in LOADERS:
             raise UsageError(f"--loader must be one of: {', '.join(LOADERS)}")
-        for name in ("epochs", "batch_size", "image_size", "train_subset", "threads"):
+        if self.test_split is not None and not 0 < self.test_split < 1:
+            raise UsageError(f"--test-split is the share of each class held out, between 0 and 1, got {self.test_split}")
+        for name in ("epochs", "batch_size", "image_size", "train_subset", "threads", "tensorboard_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -238,6 +249,9 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--image-size", type=int, help="imagefolder: side of the crops (default: the images' own for "
                    "small images, 224 for others)")
+    p.add_argument("--test-split", type=float, metavar="F", help="imagefolder without train/ and test/: the share "
+                   "of each class held out as the test set, drawn with a fixed split seed, the same for every run "
+                   "(default 0.2)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="mirror training images at random (default); --no-flip where a mirror image changes the class")
     p.add_argument("--train-subset", type=int, metavar="N", help="train on N images of the training set, "
@@ -262,6 +276,10 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     p.add_argument("--on-bad-image", choices=ON_BAD_IMAGE, help="an unreadable image stops the run (default) "
                    "or is skipped")
     p.add_argument("--out", metavar="DIR", help="folder for checkpoint, logs and results")
+    p.add_argument("--tensorboard", action="store_true", default=None, help="also write TensorBoard event files "
+                   "in <out>/tensorboard (needs the tensorboard extra: pip install -e '.[tensorboard]')")
+    p.add_argument("--tensorboard-every", type=int, metavar="N", help="--tensorboard: the mean training loss and "
+                   "accuracy of every N steps (default 10)")
     p.add_argument("--quiet", action="store_true", default=None, help="no progress bars or per-epoch lines")
 
 

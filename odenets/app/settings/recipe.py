@@ -19,16 +19,31 @@ class Recipe:
     milestones: tuple[float, ...] = (0.5, 0.75)
 
 
-def recipe(data: str, model: str = "", small_images: bool = False) -> Recipe:
+MID_IMAGES_SEEN = 300_000
+"""Mid-size images: the epochs are about this many training images seen, over the training set's size."""
+MID_EPOCHS = (15, 60)
+"""... and no fewer than 15 and no more than 60."""
+
+
+def recipe(data: str, model: str = "", size_class: str = "small", train_images: int = 0) -> Recipe:
     """Defaults for ``data``: CIFAR is He et al.'s and the paper's (SGD momentum 0.9,
     batch 128, lr 0.1 / 10 at 50% and 75% of 160 epochs, weight decay 1e-4, 5e-4 for
-    ResNeXt), and so is that of an image folder of ``small_images`` (CIFAR-like); other
-    image folders get the ImageNet one (90 epochs, batch 256, /10 at 1/3, 2/3)."""
+    ResNeXt), and so is that of an image folder of small images (``size_class`` 'small',
+    CIFAR-like, at most 64x64). An image folder of mid-size images (at most 160x160)
+    trains resnet18 at the images' own size (its ImageNet stem divides them by 4, as
+    CIFAR's 32 px are to its ResNets' first stage), batch 128, lr 0.1, weight decay
+    5e-4, for about :data:`MID_IMAGES_SEEN` images seen (between 15 and 60 epochs,
+    more for fewer images); larger images get the ImageNet recipe (90 epochs, batch
+    256, /10 at 1/3, 2/3). docs/image-folders.md says why."""
     if data == "digits":
         return Recipe("resnet20", epochs=10, batch_size=64, lr=0.05, weight_decay=5e-4)
-    if data in ("cifar10", "cifar100") or small_images:
+    if data in ("cifar10", "cifar100") or size_class == "small":
         return Recipe("resnet20", epochs=160, batch_size=128, lr=0.1,
                       weight_decay=5e-4 if model.startswith("resnext") else 1e-4)
+    if size_class == "mid":
+        low, high = MID_EPOCHS
+        epochs = min(high, max(low, round(MID_IMAGES_SEEN / max(train_images, 1))))
+        return Recipe("resnet18", epochs=epochs, batch_size=128, lr=0.1, weight_decay=5e-4)
     return Recipe("resnet18", epochs=90, batch_size=256, lr=0.1, milestones=(1 / 3, 2 / 3))
 
 
