@@ -33,6 +33,7 @@ from ..run import checkpoint, distributed, lock, metrics, models, optimizer, pre
 from ..run.distributed import Context
 from ..run.durations import duration
 from ..run.late_read import Reading
+from ..run.plan_timer import PlanTimer
 from ..run.train_step import TrainStep
 from ..settings import config, recipe, settings_file
 from ..settings.config import Config
@@ -200,25 +201,26 @@ class _Run:
         self.sampler.set_epoch(self.epoch, self.batch * self.per_process)
         self.loader_rng.manual_seed(seeding.derive(cfg.seed, self.epoch, ctx.rank, 1))
         started = time.perf_counter()
-        timer = _PlanTimer(self._plan if ctx.main and self.lines and not self.planned else None, len(self.loader))
+        report = self._plan if ctx.main and self.lines and not self.planned else None
         self.planned = True
         self.net.train()
         batches = tqdm(self.loader, desc=f"epoch {self.epoch + 1}", initial=self.batch, leave=False,
                        total=self.batch + len(self.loader), disable=not self.bars)
-        for x, y in batches:
-            reading = self.train_step(x, y, stop.requested, (self.epoch, self.step + 1, self.batch + 1))
-            self.step, self.batch = self.step + 1, self.batch + 1
-            stopping = self._tally(reading, batches)
-            timer.tick()
-            if self.on_step is not None:
-                self.on_step(self.model, self.epoch, self.step)
-            if self.progress is not None:
-                self.progress(self.step, self.cfg.epochs * self.steps_per_epoch)
-            if stopping if ctx.world > 1 else stop.requested:
-                self._tally(self.train_step.flush(), batches)
-                self.partial["seconds"] += time.perf_counter() - started
-                self._save()
-                raise self._interrupted(stop)
+        with PlanTimer(report, len(self.loader)) as timer:
+            for x, y in batches:
+                reading = self.train_step(x, y, stop.requested, (self.epoch, self.step + 1, self.batch + 1))
+                self.step, self.batch = self.step + 1, self.batch + 1
+                stopping = self._tally(reading, batches)
+                timer.tick()
+                if self.on_step is not None:
+                    self.on_step(self.model, self.epoch, self.step)
+                if self.progress is not None:
+                    self.progress(self.step, self.cfg.epochs * self.steps_per_epoch)
+                if stopping if ctx.world > 1 else stop.requested:
+                    self._tally(self.train_step.flush(), batches)
+                    self.partial["seconds"] += time.perf_counter() - started
+                    self._save()
+                    raise self._interrupted(stop)
         self._tally(self.train_step.flush(), batches)
         self.partial["seconds"] += time.perf_counter() - started
 
@@ -257,23 +259,38 @@ class _Run:
             with self._writing("metrics"):
                 metrics.write(self.out, self.history)
             if self.lines:
-                bar.write(metrics.line(row, cfg.epochs), file=sys.stdout)
+                bar.write(f"{metrics.line(row, cfg.epochs)}  {self._left()}", file=sys.stdout)
+
+    def _left(self) -> str:
+        """The run's time left, by the clock: the mean time of its epochs so far, times the epochs left."""
+        left = self.cfg.epochs - self.epoch
+        if not left:
+            return "done"
+        mean = sum(r["seconds"] for r in self.history) / len(self.history)
+        return f"{duration(mean * left)} left"
 
     @property
     def steps_per_epoch(self) -> int:
         """Each process's share of the training images, in batches."""
         return -(-(-(-len(self.data.train) // self.ctx.world)) // self.per_process)
 
-    def _plan(self, per_epoch: float, timed: int) -> None:
-        """Print the plan line: model, parameters, device (and precision under --amp), images,
-        steps and time per epoch."""
-        n, steps = len(self.data.train), self.steps_per_epoch
-        amp = f", {precision.describe(self.ctx.device, True)}" if self.cfg.amp else ""
-        world = f" x {self.ctx.world}" if self.ctx.world > 1 else ""
-        tqdm.write(f"plan: {self.cfg.model} ({self.cfg.label}), {self.parameters:,} parameters, {self.ctx.device}"
-                   f"{world}{amp}, {n:,} training images, {steps:,} steps per epoch, about "
-                   f"{duration(per_epoch * steps)} per epoch (from {timed} timed batches)",
-                   file=sys.stdout)
+    def _plan(self, per_step: float, basis: str, refined: bool) -> None:
+        """Print the plan line (model, parameters, device and precision under --amp,
+        images, steps, time per epoch and for the run), or its refinement. An epoch's
+        time is its steps' and its test pass's, a test batch taken as a third of a
+        training step (a forward pass of the three passes a step makes)."""
+        steps, cfg = self.steps_per_epoch, self.cfg
+        per_epoch = per_step * (steps + len(self.tests) / 3)
+        run = per_epoch * (cfg.epochs - self.epoch) - per_step * self.batch
+        times = (f"about {duration(per_epoch)} per epoch, {duration(run)} for the run's {cfg.epochs - self.epoch} "
+                 f"epoch{'s' if cfg.epochs - self.epoch > 1 else ''}{' left' if self.epoch else ''} (from {basis})")
+        if refined:
+            tqdm.write(f"plan, refined: {times}", file=sys.stdout)
+        else:
+            amp = f", {precision.describe(self.ctx.device, True)}" if cfg.amp else ""
+            world = f" x {self.ctx.world}" if self.ctx.world > 1 else ""
+            tqdm.write(f"plan: {cfg.model} ({cfg.label}), {self.parameters:,} parameters, {self.ctx.device}{world}{amp}, "
+                       f"{len(self.data.train):,} training images, {steps:,} steps per epoch, {times}", file=sys.stdout)
         sys.stdout.flush()
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -371,30 +388,6 @@ def divergence(cfg: Config) -> str:
         causes.append(f"--lr {cfg.lr:g} times --weight-decay {cfg.weight_decay:g} is at least 2 (1 + momentum), so "
                       "the weight decay alone makes the weights diverge: lower either.")
     return " ".join(causes) or "A smaller --lr may help."
-
-
-class _PlanTimer:
-    """Times the first batches of an epoch and reports the mean time of a step through
-    ``report(seconds, batches)``: after the first batch (warm-up, compilation) the next
-    ones, PLAN_BATCHES of them or as many as the epoch has."""
-
-    PLAN_BATCHES = 5
-
-    def __init__(self, report: Optional[Callable[[float, int], None]], batches: int):
-        self.report, self.last = report, min(batches, self.PLAN_BATCHES + 1)
-        self.count, self.started, self.first = 0, time.perf_counter(), 0.0
-
-    def tick(self) -> None:
-        if self.report is None:
-            return
-        self.count += 1
-        now = time.perf_counter()
-        if self.count == 1:
-            self.first, self.started = now - self.started, now
-        if self.count == self.last:
-            timed = self.count - 1
-            self.report((now - self.started) / timed if timed else self.first, max(timed, 1))
-            self.report = None
 
 
 def describe(cfg: Config, d: Description) -> str:
