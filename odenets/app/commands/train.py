@@ -30,6 +30,7 @@ from ..data import datasets as data
 from ..data.description import Description
 from ..errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError
 from ..run import checkpoint, distributed, lock, metrics, models, optimizer, precision, seeding, signals
+from ..run.tensorboard import Board, require
 from ..run.distributed import Context
 from ..run.durations import duration
 from ..run.late_read import Reading
@@ -119,6 +120,9 @@ class _Run:
         if cfg.batch_size % ctx.world:
             raise UsageError(f"--batch-size {cfg.batch_size} must be a multiple of the {ctx.world} processes")
         self.per_process = cfg.batch_size // ctx.world
+        if cfg.tensorboard:
+            require()  # before the data is read
+        self.board: Optional[Board] = None
 
         seeding.seed_everything(cfg.seed)
         with distributed.local_first(ctx):
@@ -166,6 +170,17 @@ class _Run:
                                                               "precision": precision.describe(ctx.device, cfg.amp)})
             if self.lines and self.data.chosen:
                 print(describe(cfg, self.data.description), flush=True)
+            if cfg.tensorboard:
+                self.board = Board(self.out, {**asdict(cfg), "data_set": self.data.description.record()},
+                                   cfg.tensorboard_every)
+        try:
+            return self._epochs()
+        finally:
+            if self.board is not None:
+                self.board.close()
+
+    def _epochs(self) -> dict:
+        cfg, ctx = self.cfg, self.ctx
         if self.copy:  # the resumed checkpoint into this folder, as its first: a complete run of its own
             self._save()
             if ctx.main:
@@ -237,6 +252,8 @@ class _Run:
                                    f"(batch {batch} of the epoch)")
         for key, value in (("loss", loss), ("correct", correct), ("count", count)):
             self.partial[key] += value
+        if self.board is not None:
+            self.board.step(step, loss, correct, count)
         batches.set_postfix(loss=f"{self.partial['loss'] / self.partial['count']:.4f}", refresh=False)
         return stopping > 0
 
@@ -258,6 +275,8 @@ class _Run:
         if ctx.main:
             with self._writing("metrics"):
                 metrics.write(self.out, self.history)
+            if self.board is not None:
+                self.board.epoch(row)
             if self.lines:
                 bar.write(f"{metrics.line(row, cfg.epochs)}  {self._left()}", file=sys.stdout)
 

@@ -3,7 +3,9 @@
 A key is a flag's long name with underscores (``train_subset = 5000`` for
 ``--train-subset 5000``); a list is a TOML array (``models = ["resnet20", "resnet56"]``,
 ``milestones = [0.5, 0.75]``); a repeatable KEY=VALUE flag takes a table
-(``[opt]``, ``k_init = 0.0``); a switch takes true or false. The file's settings are
+(``[opt]``, ``k_init = 0.0``); a switch takes true or false, or a table of its own
+settings, which turns it on (``[tensorboard]``, ``every = 20`` for ``--tensorboard
+--tensorboard-every 20``). The file's settings are
 turned into the flags they stand for and placed before the command line's own, so
 argparse checks them as it checks any flag and a flag given on the command line wins.
 Paths in the file (``out``, ``data_dir``) are read as flags are, from the working
@@ -13,9 +15,13 @@ directory. What a run resolved from them is recorded with its results (``config.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, before it joined the standard library (a dependency on Python 3.10)
+    import tomli as tomllib
 
 from ..errors import UsageError
 
@@ -43,11 +49,16 @@ def flags(path: Path, parser: argparse.ArgumentParser) -> list[str]:
         raise UsageError(f"{path} is not valid TOML: {e}") from None
     actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")}
     out: list[str] = []
-    for key, value in settings.items():
+    items = list(settings.items())
+    while items:
+        key, value = items.pop(0)
         action = actions.get(key)
         if action is None:
             raise UsageError(f"{path}: unknown setting {key!r}; the settings are the long flags of `odenets "
                              f"{parser.prog.split()[-1]}` with underscores: {', '.join(sorted(actions))}")
+        if action.nargs == 0 and isinstance(value, dict):  # [tensorboard] every = 20: the switch, and its settings
+            items[:0] = [(key, True)] + [(f"{key}_{k}", v) for k, v in value.items()]
+            continue
         out += _tokens(action, value, f"{path}: {key}")
     return out
 
