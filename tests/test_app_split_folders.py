@@ -21,7 +21,8 @@ def write_classes(root, counts=None, size=(10, 10), gray=True):
         (root / c).mkdir(parents=True)
         for i in range(n):
             shape = size if gray else (*size, 3)
-            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / c / f"{c.split('/')[-1]}{i:03d}.png")
+            name = f"{c.split('/')[-1]}{i:03d}.png"
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / c / name)
     return root
 
 
@@ -92,7 +93,8 @@ def test_a_run_looks_at_the_data_once(tmp_path, monkeypatch):
     root = write_classes(tmp_path / "imgs", {"a": 6, "b": 6})
     looks = []
     survey = image_modes.survey
-    monkeypatch.setattr(image_modes, "survey", lambda paths, *a, **k: looks.append(len(paths)) or survey(paths, *a, **k))
+    monkeypatch.setattr(image_modes, "survey",
+                        lambda paths, *a, **k: looks.append(len(paths)) or survey(paths, *a, **k))
     result = fit(Config(data="imagefolder", data_dir=str(root), model="resnet8", epochs=1, batch_size=8,
                         out=str(tmp_path / "run"), quiet=True))
     assert looks == [10]  # once, over the 10 training images of the split

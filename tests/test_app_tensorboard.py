@@ -30,7 +30,8 @@ def test_event_files_hold_the_runs_metrics_k_and_settings(tmp_path):
     # 8 steps an epoch, the training loss and accuracy of every 4 steps at the 4th one
     assert [s for s, _ in scalars["train/loss"]] == [4, 8, 12, 16]
     assert all(0 <= a <= 1 for _, a in scalars["train/acc"])
-    for tag, key in (("test/acc", "test_acc"), ("test/loss", "test_loss"), ("lr", "lr"), ("train/epoch_loss", "train_loss")):
+    for tag, key in (("test/acc", "test_acc"), ("test/loss", "test_loss"), ("lr", "lr"),
+                     ("train/epoch_loss", "train_loss")):
         assert scalars[tag] == [(r["step"], pytest.approx(r[key], rel=1e-6)) for r in history], tag
     ks = history[-1]["k"]
     assert ks and {f"k/{name}" for name in ks} <= set(scalars)
@@ -74,4 +75,23 @@ def test_pyproject_asks_for_tomli_on_python_3_10_only():
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
     tomli = [Requirement(r) for r in project["dependencies"] if r.startswith("tomli")]
     assert len(tomli) == 1 and project["requires-python"] == ">=3.10"
-    assert tomli[0].marker.evaluate({"python_version": "3.10"}) and not tomli[0].marker.evaluate({"python_version": "3.11"})
+    marker = tomli[0].marker
+    assert marker.evaluate({"python_version": "3.10"}) and not marker.evaluate({"python_version": "3.11"})
+
+
+@pytest.mark.slow
+def test_a_study_writes_one_event_folder_per_run(tmp_path):
+    """``tensorboard --logdir <study>/runs`` finds every run of the study, each its own line."""
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+
+    out = tmp_path / "study"
+    assert cli.main(["ablate", "--model", "resnet8", "--solvers", "euler,lm", "--seeds", "1", "--epochs", "1",
+                     "--train-subset", "40", "--batch-size", "20", "--tensorboard", "--out", str(out), "--quiet"]) == 0
+    study = EventMultiplexer().AddRunsFromDirectory(str(out / "runs"))
+    study.Reload()
+    runs = sorted(study.Runs())
+    assert len(runs) == 2 and all(run.endswith("/seed0/tensorboard") for run in runs), runs
+    for run in runs:
+        result = json.loads((out / "runs" / run.replace("/tensorboard", "") / "result.json").read_text())
+        test_acc = [e.value for e in study.GetAccumulator(run).Scalars("test/acc")]
+        assert test_acc == [pytest.approx(result["test_acc"], rel=1e-6)]

@@ -29,8 +29,7 @@ from odenets.files import remove_temporaries
 from ..data import datasets as data
 from ..data.description import Description
 from ..errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError
-from ..run import checkpoint, distributed, lock, metrics, models, optimizer, precision, seeding, signals
-from ..run.tensorboard import Board, require
+from ..run import checkpoint, distributed, lock, metrics, models, optimizer, precision, seeding, signals, tensorboard
 from ..run.distributed import Context
 from ..run.durations import duration
 from ..run.late_read import Reading
@@ -59,7 +58,9 @@ def fit(cfg: Config, state: Optional[dict] = None, on_step: Optional[OnStep] = N
     The run holds its folder (:func:`lock.hold`) from start to end; a checkpoint of
     another folder is resumed into ``cfg.out`` only if that holds nothing yet, and
     is then copied there first, so the folder is a complete run of its own."""
-    found = data.find(cfg.check().data, cfg.data_dir, cfg.test_split, cfg.on_bad_image)  # the one look at the data
+    if cfg.check().tensorboard:
+        tensorboard.require()  # before any data is read
+    found = data.find(cfg.data, cfg.data_dir, cfg.test_split, cfg.on_bad_image)  # the one look at the data
     cfg = cfg.resolved(found.description).check()
     ctx = distributed.setup(cfg.device)
     with _holding(ctx, Path(cfg.out)), threads(cfg.threads) as used:
@@ -120,9 +121,7 @@ class _Run:
         if cfg.batch_size % ctx.world:
             raise UsageError(f"--batch-size {cfg.batch_size} must be a multiple of the {ctx.world} processes")
         self.per_process = cfg.batch_size // ctx.world
-        if cfg.tensorboard:
-            require()  # before the data is read
-        self.board: Optional[Board] = None
+        self.board: Optional[tensorboard.Board] = None
 
         seeding.seed_everything(cfg.seed)
         with distributed.local_first(ctx):
@@ -171,7 +170,7 @@ class _Run:
             if self.lines and self.data.chosen:
                 print(describe(cfg, self.data.description), flush=True)
             if cfg.tensorboard:
-                self.board = Board(self.out, {**asdict(cfg), "data_set": self.data.description.record()},
+                self.board = tensorboard.Board(self.out, {**asdict(cfg), "data_set": self.data.description.record()},
                                    cfg.tensorboard_every)
         try:
             return self._epochs()
@@ -308,7 +307,8 @@ class _Run:
         else:
             amp = f", {precision.describe(self.ctx.device, True)}" if cfg.amp else ""
             world = f" x {self.ctx.world}" if self.ctx.world > 1 else ""
-            tqdm.write(f"plan: {cfg.model} ({cfg.label}), {self.parameters:,} parameters, {self.ctx.device}{world}{amp}, "
+            tqdm.write(f"plan: {cfg.model} ({cfg.label}), {self.parameters:,} parameters, {self.ctx.device}{world}"
+                       f"{amp}, "
                        f"{len(self.data.train):,} training images, {steps:,} steps per epoch, {times}", file=sys.stdout)
         sys.stdout.flush()
 

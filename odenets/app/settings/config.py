@@ -81,7 +81,7 @@ class Config:
         defaults = ("model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "milestones")
         if data is None and self.data == "imagefolder" and any(values[n] is None for n in defaults):
             data = datasets.find(self.data, self.data_dir, self.test_split, self.on_bad_image).description
-        r = recipe(self.data, self.model or "", data.size_class if data else "small", data.train_images if data else 0)
+        r = recipe(self.data, self.model or "", *((data.size_class, data.train_images) if data else ()))
         if self.solver is not None and "noise" in self.options:
             values["solver"] = self._spec().label
             values["options"] = {k: v for k, v in self.options.items() if k != "noise"}
@@ -134,7 +134,8 @@ class Config:
         if self.loader is not None and self.loader not in LOADERS:
             raise UsageError(f"--loader must be one of: {', '.join(LOADERS)}")
         if self.test_split is not None and not 0 < self.test_split < 1:
-            raise UsageError(f"--test-split is the share of each class held out, between 0 and 1, got {self.test_split}")
+            raise UsageError(f"--test-split is the share of each class held out, between 0 and 1, got "
+                             f"{self.test_split}")
         for name in ("epochs", "batch_size", "image_size", "train_subset", "threads", "tensorboard_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
