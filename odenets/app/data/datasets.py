@@ -129,8 +129,7 @@ def find(name: str, root: str = "data", test_split: Optional[float] = None, on_b
         if folder.name == _CIFAR[name][0]:  # the user named torchvision's folder itself
             folder = folder.parent
         if not (_split_dirs(folder) and not (folder / _CIFAR[name][0]).is_dir()):
-            count = {"train": 50000, "test": 10000}
-            return Found(Description(name, str(folder), (), 3, (32, 32), count["train"], count["test"], "test"))
+            return Found(Description(name, str(folder), (), 3, (32, 32), 50000, 10000, "CIFAR's test batch"))
     return _found_folder(name, folder, test_split, on_bad_image)
 
 
