@@ -72,7 +72,7 @@ def test_a_run_says_what_it_chose_and_plans_its_epochs(digits_folder, tmp_path, 
     plan = next(i for i, line in enumerate(lines) if line.startswith("plan: "))
     assert plan < next(i for i, line in enumerate(lines) if line.startswith("epoch 1/1"))
     for words in ("resnet8", "parameters", "cpu, bfloat16 autocast", "300 training images", "5 steps per epoch",
-                  "per epoch (from"):
+                  "per epoch, ", "for the run's 1 epoch (from"):
         assert words in lines[plan], words
     saved = json.loads((out / "config.json").read_text())
     assert saved["flip"] is False and saved["loader"] is None and saved["data_chosen"]["channels"] == 1

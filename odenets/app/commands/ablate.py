@@ -255,7 +255,8 @@ def _paper_errors(pairs: list[str], plan: dict) -> dict[str, float]:
     return {name: error for name, error in errors.items() if name in plan}
 
 
-def _config(given: Config, model: str, spec: str, seed: int, folder: Path, found: Description) -> Config:
+def _config(given: Config, model: str, spec: str, seed: int, folder: Path,
+            found: Optional[Description] = None) -> Config:
     return replace(given, model=model, solver=spec, seed=seed, out=str(folder / f"seed{seed}")).resolved(found)
 
 

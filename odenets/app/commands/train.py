@@ -170,8 +170,8 @@ class _Run:
             if self.lines and self.data.chosen:
                 print(describe(cfg, self.data.description), flush=True)
             if cfg.tensorboard:
-                self.board = tensorboard.Board(self.out, {**asdict(cfg), "data_set": self.data.description.record()},
-                                   cfg.tensorboard_every)
+                settings = {**asdict(cfg), "data_set": self.data.description.record()}
+                self.board = tensorboard.Board(self.out, settings, cfg.tensorboard_every)
         try:
             return self._epochs()
         finally:
@@ -308,8 +308,8 @@ class _Run:
             amp = f", {precision.describe(self.ctx.device, True)}" if cfg.amp else ""
             world = f" x {self.ctx.world}" if self.ctx.world > 1 else ""
             tqdm.write(f"plan: {cfg.model} ({cfg.label}), {self.parameters:,} parameters, {self.ctx.device}{world}"
-                       f"{amp}, "
-                       f"{len(self.data.train):,} training images, {steps:,} steps per epoch, {times}", file=sys.stdout)
+                       f"{amp}, {len(self.data.train):,} training images, {steps:,} steps per epoch, {times}",
+                       file=sys.stdout)
         sys.stdout.flush()
 
     # -- checkpoints ------------------------------------------------------------------------
