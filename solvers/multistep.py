@@ -15,6 +15,7 @@ from typing import Sequence
 
 from torch import Tensor
 
+from .characteristic import rho_sigma
 from .scheme import Past, Record, Scheme, axpy
 
 
@@ -50,6 +51,10 @@ class MultistepCoefficients:
     def steps(self) -> int:
         return len(self.alpha)
 
+    def characteristic(self) -> Tensor:
+        """pi = rho(zeta) - z sigma(zeta) (:func:`odenets.solvers.characteristic.rho_sigma`)."""
+        return rho_sigma(self.alpha, self.beta)
+
 
 AB2 = MultistepCoefficients("ab2", 2, alpha=(1.0, 0.0), beta=(3 / 2, -1 / 2))
 AB3 = MultistepCoefficients("ab3", 3, alpha=(1.0, 0.0, 0.0), beta=(23 / 12, -16 / 12, 5 / 12))
@@ -82,6 +87,15 @@ class LinearMultistep(Scheme):
     def weights(self, **params: Tensor) -> tuple[Sequence, Sequence]:
         """(alpha, beta) for this step; floats, or tensors for learned coefficients."""
         return self.coefficients.alpha, self.coefficients.beta
+
+    def characteristic(self, **params: Tensor) -> Tensor:
+        """pi = rho(zeta) - z sigma(zeta) from this step's :meth:`weights`; learned
+        coefficients per channel give one polynomial per channel."""
+        return rho_sigma(*self.weights(**params))
+
+    def with_history(self, records: int) -> Scheme:
+        """The starter while fewer than ``history`` past records exist."""
+        return self.starter if records < self.history else self
 
     def combine(self, states: Sequence[Tensor], alpha: Sequence) -> Tensor:
         """sum_j alpha_j u_{n-j}; a tensor alpha_j is per step or per channel (dim 1)."""

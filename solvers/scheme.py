@@ -47,6 +47,12 @@ class Scheme:
       u + dt f(u), a residual block unchanged (``{}``: always; LM's ``{'k_init': 0.0}``),
       or None where the scheme has no such point.
 
+    For the analysis a scheme describes itself by :meth:`characteristic` (what its step
+    does to u' = lambda u, from which stability regions, spectra verdicts, modified
+    equations and the ODE it converges to follow), :meth:`coefficient_values` (its trained
+    coefficients as reported) and :meth:`with_history` (the scheme that takes a step
+    with a short history: a multistep scheme's starter).
+
     The engine, the zoo, the application and the analysis ask these, never a name.
     """
 
@@ -65,6 +71,26 @@ class Scheme:
         """Initial values of the trainable coefficients of step n, one per name in
         ``trained`` (none by default)."""
         return {}
+
+    def characteristic(self, **params: Tensor) -> Optional[Tensor]:
+        """The characteristic polynomial pi(zeta; z) of the step applied to u' = lambda u,
+        z = dt * lambda, at the trained coefficients ``params`` (one per name in
+        ``trained``), as the matrix of :mod:`odenets.solvers.characteristic`
+        (:func:`~odenets.solvers.characteristic.one_step` from a stability function R(z),
+        :func:`~odenets.solvers.characteristic.rho_sigma` from multistep coefficients).
+        None (the default) where the step is not one linear recurrence for u' = lambda u
+        (a pair of functions, noise): the analysis then has no region for it."""
+        return None
+
+    def coefficient_values(self, **params: Tensor) -> dict[str, Tensor]:
+        """A step's trained coefficients as the analysis reports them: ``params``
+        themselves by default (LM under ``k_bounds`` reports k for its ``k_raw``)."""
+        return dict(params)
+
+    def with_history(self, records: int) -> "Scheme":
+        """The scheme whose step is taken when ``records`` past records are available:
+        itself by default, a multistep scheme's starter while its history is short."""
+        return self
 
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
         """Return u_{n+1}, a new tensor that no autograd node keeps (the network may apply

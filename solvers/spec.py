@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from .noise import NOISES, SURVIVAL, ShakeShake, StochasticDepth, survival_probabilities
+from .noise import NOISES, SURVIVAL, WRAPPERS, ShakeShake, StochasticDepth, survival_probabilities
 from .registry import ADAPTIVE, available, get
 from .scheme import Scheme
 
@@ -98,8 +98,10 @@ class SolverSpec:
 
     @property
     def functions(self) -> int:
-        """Functions per step, noise included (shake-shake mixes two branches)."""
-        return 2 if self.noise == "shake_shake" else 1 if self.adaptive else self.scheme.functions
+        """Functions per step, noise included (shake-shake mixes two branches into each)."""
+        if self.adaptive:
+            return 1
+        return self.scheme.functions * (WRAPPERS[self.noise].branches if self.noise else 1)
 
     def replace(self, **changes) -> "SolverSpec":
         """A copy with some fields changed, checked again."""

@@ -90,9 +90,9 @@ def build(stages: Sequence[Stage], *, block: str, stem: str, stem_channels: int,
     if spec.adaptive:
         raise ValueError(f"adaptive solver {spec.name!r} integrates one shared f; zoo models have a block per step "
                          "(choose a fixed-step solver, or use odenets.ODENet directly)")
-    if spec.noise == "shake_shake":
-        raise ValueError("noise='shake_shake' mixes two branches per step; zoo models have one block per step "
-                         "(use stochastic depth, or ODENet with pairs of blocks)")
+    if spec.functions != spec.scheme.functions:
+        raise ValueError(f"noise={spec.noise!r} mixes {spec.functions} branches per step; zoo models have one block "
+                         "per step (use stochastic depth, or ODENet with pairs of blocks)")
     pair = spec.scheme.splits_state
     if spec.scheme.functions > 1 and not pair:
         raise ValueError(f"solver {spec.name!r} takes {spec.scheme.functions} functions per step; zoo models build "
