@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from odenets import zoo
+from odenets.analysis.schemes import analysable
 from odenets.app.commands import analyze
 from odenets.app.errors import CheckpointError, UsageError
 from odenets.app.run import checkpoint
@@ -53,10 +54,11 @@ def test_modified_prints_the_hand_set_coefficients(lm_checkpoint, tmp_path, caps
     (label, rows), = json.loads(capsys.readouterr().out).items()
     assert label.startswith("lm_resnet14")
     learned = [r for r in rows if r["learned"]]
-    assert not rows[0]["learned"] and rows[0]["k"] == 0.0  # the first step: forward Euler
-    assert [r["k"] for r in learned] == pytest.approx(ks)
-    assert [r["u1"] for r in learned] == pytest.approx([1 + k for k in ks])
-    assert [r["u2"] for r in learned] == pytest.approx([(1 - k) * r["dt"] / 2 for k, r in zip(ks, learned)])
+    assert not rows[0]["learned"] and rows[0]["coefficients"] == {}  # the first step: forward Euler
+    assert (rows[0]["du"], rows[0]["ddu"]) == pytest.approx((1.0, rows[0]["dt"] / 2))
+    assert [r["coefficients"]["k"] for r in learned] == pytest.approx(ks)
+    assert [r["du"] for r in learned] == pytest.approx([1 + k for k in ks])
+    assert [r["ddu"] for r in learned] == pytest.approx([(1 - k) * r["dt"] / 2 for k, r in zip(ks, learned)])
     out = tmp_path / "k.png"
     assert run(["analyze", "modified", path, path, "--plot-k", str(out)]) == 0
     assert "momentum" in capsys.readouterr().out
@@ -99,11 +101,13 @@ def test_bad_input(tmp_path, lm_checkpoint):
     with pytest.raises(UsageError, match=r"no LM steps.*euler.*train an lm_\* model, or train with `odenets train "
                                          r"--solver lm`"):
         run(["analyze", "modified", resnet])
-    analysable = "the schemes analysed by name are: euler, midpoint, heun, rk3, rk4, ab2, ab3, ab4, lm, polynet$"
+    builtin = "ab2, ab3, ab4, euler, heun, lm, midpoint, momentum, polynet, rk3, rk4"  # what they declare
+    assert ", ".join(analysable()) == builtin
+    listed = f"the schemes analysed by name are: {builtin}$"
     for action, schemes in [("stability", "euler,rk5"), ("stability", "revnet"), ("stability", "euler_maruyama"),
                             ("convergence", "euler,dopri5"), ("convergence", "fractal")]:
         bad = schemes.split(",")[-1]
-        with pytest.raises(UsageError, match=rf"cannot analyse scheme\(s\) {bad}; {analysable}"):
+        with pytest.raises(UsageError, match=rf"cannot analyse scheme\(s\) {bad}; {listed}"):
             run(["analyze", action, "--schemes", schemes])
     with pytest.raises(UsageError, match="png"):
         run(["analyze", "stability", "--out", str(tmp_path / "x.svg")])
