@@ -149,7 +149,8 @@ def test_multistep_characteristic_roots_against_numpy():
 def test_multistep_real_interval(a, theta):
     """A real root leaves the disc through -1 at z = rho(-1) / sigma(-1) = -2 (1 - a) / (1 + 2 theta)."""
     edge = -2 * (1 - a) / (1 + 2 * theta)
-    assert np.abs(roots_oracle(0.999 * edge, a, theta)).max() <= 1 and np.abs(roots_oracle(1.001 * edge, a, theta)).max() > 1
+    assert np.abs(roots_oracle(0.999 * edge, a, theta)).max() <= 1
+    assert np.abs(roots_oracle(1.001 * edge, a, theta)).max() > 1
     assert real_interval("learned2", a=a, theta=theta)[0] == pytest.approx(edge, abs=1e-7)
     assert zero_stable("learned2", a=a, theta=theta)
     assert not zero_stable("learned2", a=-1.2, theta=theta)  # rho's root -a outside the disc

@@ -19,7 +19,7 @@ from .stability import (Characteristic, StabilityRegion, characteristic, learned
 __all__ = [
     "Characteristic", "ConvergenceResult", "ModifiedEquation", "ODEProblem", "READINGS", "SecondOrderEquation",
     "StabilityRegion", "StepSpectrum", "characteristic", "convergence", "fit_order", "format_spectra",
-    "format_table", "k_by_step", "learned_nets", "learned_regions", "logistic", "modified_equation", "modified_multistep",
-    "plot_convergence", "plot_k_history", "plot_learned_k", "plot_spectra", "plot_stability", "real_interval",
-    "stability_region", "stable", "step_spectra", "zero_stable",
+    "format_table", "k_by_step", "learned_nets", "learned_regions", "logistic", "modified_equation",
+    "modified_multistep", "plot_convergence", "plot_k_history", "plot_learned_k", "plot_spectra", "plot_stability",
+    "real_interval", "stability_region", "stable", "step_spectra", "zero_stable",
 ]

@@ -66,8 +66,8 @@ def modified_multistep(scheme: Union[str, Scheme, MultistepCoefficients], dt: fl
         raise ValueError(f"dt must be a positive number, got {dt!r}")
     c = scheme.characteristic(**params)
     if c is None:
-        raise ValueError(f"{scheme.name!r} declares no characteristic polynomial: it is not one linear recurrence, and has "
-                         "no modified equation of this form")
+        raise ValueError(f"{scheme.name!r} declares no characteristic polynomial: it is not one linear recurrence, "
+                         "and has no modified equation of this form")
     shift = torch.arange(c.shape[-2], dtype=torch.float64) - (c.shape[-2] - 2)  # zeta^i is u(t_n + (i - s + 1) dt)
 
     def moment(j: int, q: int) -> Tensor:

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from odenets import solvers
 from odenets.solvers import ButcherTableau, MultistepCoefficients, Scheme
 
 from .figure import PathLike, new_figure, save_png
@@ -147,7 +146,8 @@ def _characteristics(scheme: SchemeLike, keywords: dict) -> list[Characteristic]
                          "or a ButcherTableau / MultistepCoefficients")
     batch = coeffs.shape[:-2]
     shown_coefficients = scheme.coefficient_values(**params) if params else {}  # lm reports k for its k_raw
-    values = {key: torch.as_tensor(v, dtype=torch.float64).expand(batch).flatten() for key, v in shown_coefficients.items()}
+    values = {key: torch.as_tensor(v, dtype=torch.float64).expand(batch).flatten()
+              for key, v in shown_coefficients.items()}
     name, chars = getattr(scheme, "name", type(scheme).__name__), []
     for i, c in enumerate(coeffs.reshape((-1,) + coeffs.shape[-2:])):
         label = {**shown, **{key: float(v[i]) for key, v in values.items()}}
