@@ -39,7 +39,7 @@ class LearnedTwoStep(solvers.LinearMultistep):
     trained = ("a", "theta")
 
     def __init__(self, a_init: float = 0.0, theta_init: float = 0.5):
-        template = solvers.MultistepCoefficients("learned2", 1, alpha=(1.0, 0.0), beta=(1.5, -0.5))
+        template = solvers.MultistepCoefficients("learned_ab2", 1, alpha=(1.0, 0.0), beta=(1.5, -0.5))
         super().__init__(template, starter=solvers.RungeKutta(solvers.HEUN))
         self.a_init, self.theta_init = a_init, theta_init
 
@@ -53,10 +53,10 @@ class LearnedTwoStep(solvers.LinearMultistep):
 @pytest.fixture(autouse=True)
 def registered():
     solvers.register("nested2", TABLEAU)
-    solvers.register("learned2", LearnedTwoStep)
+    solvers.register("learned_ab2", LearnedTwoStep)
     yield
     solvers.unregister("nested2")
-    solvers.unregister("learned2")
+    solvers.unregister("learned_ab2")
 
 
 def R_oracle(z: complex) -> complex:
@@ -90,7 +90,7 @@ def linear(spectrum, seed: int = 0) -> nn.Linear:
 # -- the Runge–Kutta tableau ----------------------------------------------------------------------
 
 def test_tableau_is_analysable_by_name():
-    assert "nested2" in analysable() and "learned2" in analysable()
+    assert "nested2" in analysable() and "learned_ab2" in analysable()
 
 
 def test_tableau_stability_function_and_region():
@@ -135,13 +135,13 @@ def test_multistep_characteristic_roots_against_numpy():
     rng = np.random.default_rng(0)
     for a, theta in ((-0.3, 0.25), (0.4, -0.2)):
         zs = rng.normal(size=4) + 1j * rng.normal(size=4)
-        got = characteristic("learned2", a=a, theta=theta).roots(torch.from_numpy(zs)).numpy()
+        got = characteristic("learned_ab2", a=a, theta=theta).roots(torch.from_numpy(zs)).numpy()
         for z, roots in zip(zs, got):
             assert np.allclose(np.sort_complex(roots), np.sort_complex(roots_oracle(z, a, theta)), atol=1e-12)
     # a trained coefficient per channel: the region is where every channel's is
-    joint = stability_region("learned2", a=torch.tensor([-0.3, 0.2]), theta=torch.tensor([0.25, 0.0]),
+    joint = stability_region("learned_ab2", a=torch.tensor([-0.3, 0.2]), theta=torch.tensor([0.25, 0.0]),
                              resolution=61)
-    each = [stability_region("learned2", a=a, theta=t, resolution=61).stable for a, t in ((-0.3, 0.25), (0.2, 0.0))]
+    each = [stability_region("learned_ab2", a=a, theta=t, resolution=61).stable for a, t in ((-0.3, 0.25), (0.2, 0.0))]
     assert torch.equal(joint.stable, each[0] & each[1]) and joint.stable.any()
 
 
@@ -151,9 +151,9 @@ def test_multistep_real_interval(a, theta):
     edge = -2 * (1 - a) / (1 + 2 * theta)
     assert np.abs(roots_oracle(0.999 * edge, a, theta)).max() <= 1
     assert np.abs(roots_oracle(1.001 * edge, a, theta)).max() > 1
-    assert real_interval("learned2", a=a, theta=theta)[0] == pytest.approx(edge, abs=1e-7)
-    assert zero_stable("learned2", a=a, theta=theta)
-    assert not zero_stable("learned2", a=-1.2, theta=theta)  # rho's root -a outside the disc
+    assert real_interval("learned_ab2", a=a, theta=theta)[0] == pytest.approx(edge, abs=1e-7)
+    assert zero_stable("learned_ab2", a=a, theta=theta)
+    assert not zero_stable("learned_ab2", a=-1.2, theta=theta)  # rho's root -a outside the disc
 
 
 def test_multistep_modified_equation_by_taylor_and_by_the_step():
@@ -161,7 +161,7 @@ def test_multistep_modified_equation_by_taylor_and_by_the_step():
     values the step's solution is O(dt^2) from e^{m t}, m the root near lam/(1 + a) of
     (1 + a) m + (1 - a)(dt/2) m^2 = lam + theta dt lam m, and only O(dt) from e^{lam t / (1 + a)}."""
     a, theta, lam, T = -0.3, 0.25, -1.0, 1.0
-    eq = modified_multistep("learned2", dt=0.2, a=a, theta=theta)
+    eq = modified_multistep("learned_ab2", dt=0.2, a=a, theta=theta)
     assert (eq.du, eq.ddu, eq.f, eq.df) == pytest.approx((1 + a, (1 - a) * 0.1, 1.0, theta * 0.2))
 
     class Scale(nn.Module):
@@ -171,11 +171,11 @@ def test_multistep_modified_equation_by_taylor_and_by_the_step():
     err_modified, err_first, dts = [], [], []
     for n in (64, 128, 256):
         dt = T / n
-        eq = modified_multistep("learned2", dt=dt, a=a, theta=theta)
+        eq = modified_multistep("learned_ab2", dt=dt, a=a, theta=theta)
         # eq.ddu m^2 + (eq.du - eq.df lam) m - lam = 0, the root near lam / (1 + a)
         qa, qb = eq.ddu, eq.du - eq.df * lam
         m = 2 * lam / (qb + math.sqrt(qb * qb + 4 * qa * lam))
-        net = ODENet(Scale(), "learned2", steps=n - 1, dt=dt, carry_in=True, a_init=a, theta_init=theta).double()
+        net = ODENet(Scale(), "learned_ab2", steps=n - 1, dt=dt, carry_in=True, a_init=a, theta_init=theta).double()
         u0 = torch.ones(1, 1, dtype=F64)
         with torch.no_grad():
             u = net.integrate(Carry(u0 * math.exp(m * dt), (solvers.Record(u0, lam * u0),))).u
@@ -188,7 +188,7 @@ def test_multistep_modified_equation_by_taylor_and_by_the_step():
 
 
 def test_multistep_network_rows_and_regions():
-    net = ODENet(lambda i: nn.Linear(3, 3), "learned2", steps=3, a_init=-0.5, theta_init=0.0)
+    net = ODENet(lambda i: nn.Linear(3, 3), "learned_ab2", steps=3, a_init=-0.5, theta_init=0.0)
     rows = modified_equation(net)
     assert [r.learned for r in rows] == [False, True, True]
     assert set(rows[1].coefficients) == {"a", "theta"}
@@ -201,7 +201,7 @@ def test_multistep_network_rows_and_regions():
 def test_multistep_spectra_follow_each_steps_trained_coefficients():
     spectrum = (-0.5, complex(-0.6, 0.5), complex(-1.2, 0.3), -1.6, 0.1)
     f = linear(spectrum)
-    net = ODENet(f, solver="learned2", steps=3, dt=1.0)
+    net = ODENet(f, solver="learned_ab2", steps=3, dt=1.0)
     coefs = [(-0.3, 0.25), (0.4, 0.0)]
     with torch.no_grad():
         for step, (a, theta) in zip(net.layers[1:], coefs):
@@ -219,14 +219,14 @@ def test_multistep_spectra_follow_each_steps_trained_coefficients():
 def test_multistep_converges_to_the_ode_its_coefficients_make():
     """At constant (a, theta) the scheme solves (1 + a) u' = f: measured against u(t / (1 + a)),
     first order; at AB2's (0, 1/2) second order."""
-    result = convergence(["learned2"], steps=(16, 32, 64, 128), options={"learned2": {"a_init": -0.3,
+    result = convergence(["learned_ab2"], steps=(16, 32, 64, 128), options={"learned_ab2": {"a_init": -0.3,
                                                                                      "theta_init": 0.25}})
-    assert result.scales["learned2"] == pytest.approx(1 / 0.7)
-    assert result.slopes["learned2"] == pytest.approx(1.0, abs=0.1)
-    ab2 = convergence(["learned2"], steps=(16, 32, 64, 128))
-    assert ab2.scales["learned2"] == pytest.approx(1.0) and ab2.slopes["learned2"] == pytest.approx(2.0, abs=0.1)
+    assert result.scales["learned_ab2"] == pytest.approx(1 / 0.7)
+    assert result.slopes["learned_ab2"] == pytest.approx(1.0, abs=0.1)
+    ab2 = convergence(["learned_ab2"], steps=(16, 32, 64, 128))
+    assert ab2.scales["learned_ab2"] == pytest.approx(1.0) and ab2.slopes["learned_ab2"] == pytest.approx(2.0, abs=0.1)
     with pytest.raises(ValueError, match="does not converge"):
-        convergence(["learned2"], options={"learned2": {"a_init": -1.2}})
+        convergence(["learned_ab2"], options={"learned_ab2": {"a_init": -1.2}})
 
 
 def test_stable_takes_a_scheme_instance_too():

@@ -75,7 +75,7 @@ def modified_multistep(scheme: Union[str, Scheme, MultistepCoefficients], dt: fl
 
     p10, p20, p01, p11, p02 = moment(0, 1), moment(0, 2), moment(1, 0), moment(1, 1), moment(2, 0)
     df = p11 - (p02 * p10 / p01 if bool(p02.ne(0).any()) else 0)
-    out = (p10, dt * p20, -p01, -dt * df)
+    out = (p10, dt * p20, -p01, -dt * df + 0.0)  # + 0.0: no negative zero
     if not tensors:
         out = tuple(float(v) for v in out)
     return SecondOrderEquation(*out)
