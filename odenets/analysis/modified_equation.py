@@ -204,7 +204,7 @@ def _text(x: Tensor) -> str:
 
 def format_table(rows: Sequence[ModifiedEquation]) -> str:
     """The rows as a text table (per-channel values: mean [min, max]), then the reading of each regime met."""
-    head = ("depth", "net", "step", "dt", "coefficients", "du (u')", "ddu (u'')", "f (f)", "df (d/dt f)", "regime")
+    head = ("depth", "net", "step", "dt", "coefficients", "du (u')", "ddu (u'')", "f (f(u))", "df (d/dt f)", "regime")
     body = [(str(r.depth), r.net or "<model>", str(r.step), f"{r.dt:g}",
              ", ".join(f"{k}={_text(v)}" for k, v in r.coefficients.items()) or "(none)",
              *(_text(x) for x in (r.equation.du, r.equation.ddu, r.equation.f, r.equation.df)), r.regime)
