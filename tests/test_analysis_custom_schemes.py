@@ -70,6 +70,13 @@ def R_oracle(z: complex) -> complex:
     return np.linalg.det(eye - z * A + z * one_b) / np.linalg.det(eye - z * A)
 
 
+def left_edge() -> float:
+    """Where the tableau's interval on the real axis ends: the real root of R(x) = -1 nearest
+    0 (R(x) = 1 only at x = 0 for this R)."""
+    r = TABLEAU.stability_function
+    return max(x.real for x in np.roots([r[3], r[2], r[1], r[0] + 1]) if abs(x.imag) < 1e-12 and x.real < 0)
+
+
 def roots_oracle(z: complex, a: float, theta: float) -> np.ndarray:
     """Roots of rho(zeta) - z sigma(zeta) = zeta^2 - (1 - a) zeta - a - z ((1 + theta) zeta - theta)."""
     return np.roots([1.0, -(1 - a) - z * (1 + theta), -a + z * theta])
@@ -101,10 +108,7 @@ def test_tableau_stability_function_and_region():
     modulus = torch.tensor([[abs(R_oracle(complex(z))) for z in row] for row in region.z])
     want, clear = modulus <= 1, (modulus - 1).abs() > 1e-6
     assert torch.equal(region.stable[clear], want[clear]) and 0 < int(want.sum()) < want.numel()
-    # the interval on the real axis ends at the real root of R(x) = -1 nearest 0 (R(x) = 1 only at 0 here)
-    r = TABLEAU.stability_function
-    crossings = [x.real for x in np.roots([r[3], r[2], r[1], r[0] + 1]) if abs(x.imag) < 1e-12 and x.real < 0]
-    assert real_interval("nested2")[0] == pytest.approx(max(crossings), abs=1e-8)
+    assert real_interval("nested2")[0] == pytest.approx(left_edge(), abs=1e-8)
 
 
 def test_tableau_modified_equation_is_second_order():
@@ -235,3 +239,25 @@ def test_stable_takes_a_scheme_instance_too():
     assert stable(scheme, z, a=0.0, theta=0.5).tolist() == [True, False]  # AB2's interval is [-1, 0]
     with pytest.raises(ValueError, match="pass theta"):
         stable(scheme, z, a=0.0)
+
+
+def test_the_command_line_takes_them_by_name(capsys):
+    import argparse
+    import json
+
+    from odenets.app.commands import analyze
+
+    def run(argv):
+        p = argparse.ArgumentParser(prog="odenets")
+        analyze.register(p.add_subparsers(dest="command", required=True))
+        args = p.parse_args(argv)
+        return args.func(args)
+
+    assert run(["analyze", "stability", "--schemes", "nested2,learned_ab2", "--resolution", "41", "--json"]) == 0
+    table = {t["scheme"]: t for t in json.loads(capsys.readouterr().out)}
+    assert table["nested2"]["real_interval"][0] == pytest.approx(left_edge(), abs=1e-8)
+    # learned_ab2 drawn at its initial coefficients, AB2's (a, theta) = (0, 1/2): [-1, 0]
+    assert table["learned_ab2(a=0, theta=0.5)"]["real_interval"][0] == pytest.approx(-1.0, abs=1e-8)
+    assert run(["analyze", "convergence", "--schemes", "nested2,learned_ab2", "--steps", "16,32,64", "--json"]) == 0
+    slopes = json.loads(capsys.readouterr().out)["slopes"]
+    assert slopes == pytest.approx({"nested2": 2.0, "learned_ab2": 2.0}, abs=0.15)

@@ -44,9 +44,10 @@ _JVP_NUMBERS = 1 << 22
 @dataclass(frozen=True, eq=False)
 class StepView:
     """One step of a model as the spectra need it: ``f(u)`` evaluates the step's function
-    (eval mode, the step's time) at a batch of states; ``u`` is the batch of states u_n the step was given;
-    ``scheme`` and ``coefficients`` (its learned values, e.g. ``{'k': k_n}``) determine
-    the stability region of the step."""
+    (eval mode, the step's time) at a batch of states; ``u`` is the batch of states u_n
+    the step was given; ``scheme`` (the one that takes the step in eval mode) and
+    ``coefficients`` (its learned values, e.g. ``{'k': k_n}``) determine the stability
+    region of the step."""
 
     stage: str
     step: int
