@@ -15,12 +15,13 @@ import argparse
 import json
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from odenets.hints import describe, fits
+from odenets.solvers import SolverSpec
 
 from ..errors import CheckpointError, Interrupted, UsageError
 from ..run import checkpoint, jobs, lock, metrics
@@ -131,8 +132,10 @@ def plan(args: argparse.Namespace) -> Study:
     shard = jobs.parse_shard(args.shard) if args.shard else None
     models = _names(args.models, "--models") if args.models else [given.resolved().model]
     out = Path(args.out or f"runs/ablate-{given.data}-{'-'.join(models)}")
-    rows = {name: [_config(args, model, spec, given.seed + i, out / "runs" / name) for i in range(args.seeds)]
-            for name, (model, spec) in _rows(models, specs).items()}
+    rows = {}
+    for name, (model, spec) in _rows(models, specs).items():
+        row, _ = config.from_args(args, model=model, solver=spec)  # the row's solver, parsed once for its runs
+        rows[name] = [_config(row, model, row.solver, given.seed + i, out / "runs" / name) for i in range(args.seeds)]
     for cfgs in rows.values():
         cfgs[0].check()
     return Study(given, models, specs, out, rows, _baselines(args.baseline or specs[0], models, specs),
@@ -252,9 +255,8 @@ def _paper_errors(pairs: list[str], plan: dict) -> dict[str, float]:
     return {name: error for name, error in errors.items() if name in plan}
 
 
-def _config(args: argparse.Namespace, model: str, spec: str, seed: int, folder: Path) -> Config:
-    """One run's settings: the flags' with the row's model and solver (parsed here, once per run)."""
-    return config.from_args(args, model=model, solver=spec, seed=seed, out=str(folder / f"seed{seed}"))[0].resolved()
+def _config(given: Config, model: str, spec: Union[str, SolverSpec], seed: int, folder: Path) -> Config:
+    return replace(given, model=model, solver=spec, seed=seed, out=str(folder / f"seed{seed}")).resolved()
 
 
 def run_one(cfg: Config, progress: Optional[Progress] = None) -> tuple[dict, bool]:

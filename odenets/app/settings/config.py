@@ -103,7 +103,8 @@ class Config:
         values = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
         spec = self.solver
         if spec is not None:
-            survival = {} if spec.survival is None else {"survival": spec.survival}
+            survival = {} if spec.survival is None else {"survival": spec.survival if isinstance(spec.survival, float)
+                                                          else list(spec.survival)}
             values.update(solver=spec.label, options={**values["options"], **spec.options, **survival})
         return values
 
