@@ -63,11 +63,11 @@ def create(name: str, num_classes: Optional[int] = None, in_chans: int = 3,
     is ``create('resnet56', solver=SolverSpec.parse('lm+sd', survival=0.5, k_init=0.0))``.
     """
     check_options(name, **options)
-    model_options, scheme_options = split_options(name, options)
+    mine, scheme = split_options(name, options)
     try:
-        spec = solver_spec(name, solver, **scheme_options)
+        spec = solver_spec(name, solver, **scheme)
         given = {k: v for k, v in (("num_classes", num_classes), ("solver", spec)) if v is not None}
-        return _MODELS[name](in_chans=in_chans, **given, **model_options)
+        return _MODELS[name](in_chans=in_chans, **given, **mine)
     except ValueError as err:
         raise ValueError(f"model {name!r}: {err}") from None
 

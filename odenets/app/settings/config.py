@@ -103,8 +103,8 @@ class Config:
         values = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
         spec = self.solver
         if spec is not None:
-            survival = {} if spec.survival is None else {"survival": spec.survival if isinstance(spec.survival, float)
-                                                          else list(spec.survival)}
+            p = spec.survival
+            survival = {} if p is None else {"survival": p if isinstance(p, float) else list(p)}
             values.update(solver=spec.label, options={**values["options"], **spec.options, **survival})
         return values
 
@@ -120,7 +120,7 @@ class Config:
         if self.data not in DATASETS:
             raise UsageError(f"unknown data set {self.data!r}; choose one of: {', '.join(DATASETS)}")
         if self.model is not None and self.model not in zoo.list_models():
-            raise UsageError(f"unknown model {self.model!r}; choose one of: {', '.join(zoo.list_models())}")
+            raise _unknown_model(self.model)
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise UsageError(f"--on-bad-image must be one of: {', '.join(ON_BAD_IMAGE)}")
         if self.compile_mode not in COMPILE_MODES:
@@ -194,7 +194,7 @@ def _solver(model: str, solver: Union[SolverSpec, str, None], options: dict) -> 
     from odenets import zoo
 
     if model not in zoo.list_models():
-        raise UsageError(f"unknown model {model!r}; choose one of: {', '.join(zoo.list_models())}")
+        raise _unknown_model(model)
     mine, scheme = zoo.split_options(model, options)
     if not scheme and not isinstance(solver, str):
         return solver, mine
@@ -205,6 +205,12 @@ def _solver(model: str, solver: Union[SolverSpec, str, None], options: dict) -> 
         raise UsageError(f"cannot build {model} with solver {solver or 'its own'} and {given}: {e} (solvers: "
                          f"{', '.join(solvers.available())}, optionally with +{' or +'.join(solvers.VARIANTS)})"
                          ) from None
+
+
+def _unknown_model(model: str) -> UsageError:
+    from odenets import zoo
+
+    return UsageError(f"unknown model {model!r}; choose one of: {', '.join(zoo.list_models())}")
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -291,9 +297,8 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
 
 
 def from_args(args: argparse.Namespace, **overrides) -> tuple[Config, set[str]]:
-    """The Config the flags ask for (with ``overrides``: ablate's model, solver, seed and
-    folder of each run), its solver parsed once, and the names of the settings given
-    explicitly."""
+    """The Config the flags ask for (with ``overrides``: ablate's model and solver of a
+    row), its solver parsed once, and the names of the settings given explicitly."""
     values = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name, None) is not None}
     options = {}
     if getattr(args, "solver", None):
