@@ -21,7 +21,7 @@ blocks, ResNet steps in the authors' code).
 from __future__ import annotations
 
 from functools import partial
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 from odenets.solvers import SolverSpec
 
