@@ -8,6 +8,7 @@ import pytest
 from odenets.app.commands import cli
 from odenets.app.settings.config import Config, from_args, parse_options
 from odenets.app.settings.recipe import lr_at, recipe
+from odenets.solvers import SolverSpec
 
 
 def test_python_m_odenets_lists_the_subcommands():
@@ -49,7 +50,10 @@ def test_flags_become_settings():
     args = cli.parser().parse_args(["train", "--data", "cifar10", "--solver", "lm+sd", "--survival", "0.8",
                                     "--opt", "k_init=0.0", "--opt", "channels=[16, 32]", "--lr", "0.05"])
     cfg, given = from_args(args)
-    assert cfg.solver == "lm+sd" and cfg.options == {"survival": 0.8, "k_init": 0.0, "channels": [16, 32]}
+    assert cfg.solver == SolverSpec.parse("lm+sd", survival=0.8, k_init=0.0)  # the scheme's settings
+    assert cfg.options == {"channels": [16, 32]}  # the model's (zoo.build's channels)
+    assert (cfg.record()["solver"], cfg.record()["options"]) == ("lm+sd", {"channels": [16, 32], "k_init": 0.0,
+                                                                          "survival": 0.8})
     assert {"data", "solver", "options", "lr"} <= given and "epochs" not in given
     full = cfg.resolved()
     assert (full.model, full.epochs, full.batch_size, full.lr) == ("resnet20", 160, 128, 0.05)

@@ -10,7 +10,7 @@ choice of solver.
 from . import models  # noqa: F401  (registers the architectures)
 from .blocks import BasicBlock, Bottleneck, PreActBasic, PreActBottleneck
 from .preact import authors_resnet
-from .registry import check_options, create, list_models, register_model
+from .registry import check_options, create, list_models, model_options, register_model, solver_spec, split_options
 from .resnet import ResNet, Stage, build
 from .shortcuts import Halves, PadShortcut, PreActProjection, Projection
 from .torchvision import from_torchvision
@@ -18,5 +18,5 @@ from .torchvision import from_torchvision
 __all__ = [
     "BasicBlock", "Bottleneck", "Halves", "PadShortcut", "PreActBasic", "PreActBottleneck", "PreActProjection",
     "Projection", "ResNet", "Stage", "authors_resnet", "build", "check_options", "create", "from_torchvision",
-    "list_models", "register_model",
+    "list_models", "model_options", "register_model", "solver_spec", "split_options",
 ]

@@ -15,12 +15,13 @@ import argparse
 import json
 import statistics
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from odenets.hints import describe, fits
+from odenets.solvers import SolverSpec
 
 from ..errors import CheckpointError, Interrupted, UsageError
 from ..run import checkpoint, jobs, lock, metrics
@@ -120,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
 
 def plan(args: argparse.Namespace) -> Study:
     """The study the flags ask for, every setting checked before anything is trained."""
-    given, _ = config.from_args(args)
+    specs = _names(args.solvers, "--solvers")
+    given, _ = config.from_args(args, solver=specs[0])  # --noise, --survival and --opt apply to each row's solver
     if args.models and args.model:
         raise UsageError("give --model or --models, not both")
     if args.seeds < 1:
@@ -129,10 +131,11 @@ def plan(args: argparse.Namespace) -> Study:
         raise UsageError(f"--jobs must be at least 1 (runs trained at once), got {args.jobs}")
     shard = jobs.parse_shard(args.shard) if args.shard else None
     models = _names(args.models, "--models") if args.models else [given.resolved().model]
-    specs = _names(args.solvers, "--solvers")
     out = Path(args.out or f"runs/ablate-{given.data}-{'-'.join(models)}")
-    rows = {name: [_config(given, model, spec, given.seed + i, out / "runs" / name) for i in range(args.seeds)]
-            for name, (model, spec) in _rows(models, specs).items()}
+    rows = {}
+    for name, (model, spec) in _rows(models, specs).items():
+        row, _ = config.from_args(args, model=model, solver=spec)  # the row's solver, parsed once for its runs
+        rows[name] = [_config(row, model, row.solver, given.seed + i, out / "runs" / name) for i in range(args.seeds)]
     for cfgs in rows.values():
         cfgs[0].check()
     return Study(given, models, specs, out, rows, _baselines(args.baseline or specs[0], models, specs),
@@ -197,10 +200,10 @@ def report(study: Study, done: dict[str, dict], args: argparse.Namespace) -> Non
     if first.train_subset:
         title += f", {first.train_subset:,} training images"
     title = "\n".join(filter(None, [args.label, title]))
-    shared = {k: v for k, v in asdict(first).items() if k not in ("model", "solver", "seed", "out")}
+    shared = {k: v for k, v in first.record().items() if k not in ("model", "solver", "seed", "out")}
     settings = {"models": study.models, "solvers": study.specs, "seeds": args.seeds,
                 "baseline": args.baseline or study.specs[0], "label": args.label, "paper_error": study.paper,
-                "config": args.config, "run": {**shared, "options": study.given.options}}  # resolved, as row 1 ran
+                "config": args.config, "run": shared}  # resolved, as row 1 ran
     print(format_table(rows, title))
     write(study.out, rows, results, title, settings)
     print(f"results in {study.out}: {', '.join(FILES)}")
@@ -252,7 +255,7 @@ def _paper_errors(pairs: list[str], plan: dict) -> dict[str, float]:
     return {name: error for name, error in errors.items() if name in plan}
 
 
-def _config(given: Config, model: str, spec: str, seed: int, folder: Path) -> Config:
+def _config(given: Config, model: str, spec: Union[str, SolverSpec], seed: int, folder: Path) -> Config:
     return replace(given, model=model, solver=spec, seed=seed, out=str(folder / f"seed{seed}")).resolved()
 
 
@@ -304,7 +307,7 @@ def read_result(path: Path) -> dict:
 
 def _same(cfg: Config, saved: dict, path: Path) -> None:
     mine = json.loads(json.dumps(cfg.run_settings()))
-    theirs = json.loads(json.dumps({k: v for k, v in saved.items() if k in mine}))
+    theirs = json.loads(json.dumps(Config(**config.known(saved)).run_settings()))
     differ = [f"{k}: {theirs.get(k)!r} there, {v!r} now" for k, v in mine.items() if theirs.get(k) != v]
     if differ:
         raise UsageError(f"{path} belongs to a run with other settings ({'; '.join(differ)}); use another --out")

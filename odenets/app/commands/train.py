@@ -16,7 +16,7 @@ import shlex
 import sys
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -165,7 +165,7 @@ class _Run:
         cfg, ctx = self.cfg, self.ctx
         if ctx.main:
             with self._writing("config.json"):
-                metrics.write_json(self.out / "config.json", {**asdict(cfg), "data_chosen": self.data.chosen,
+                metrics.write_json(self.out / "config.json", {**cfg.record(), "data_chosen": self.data.chosen,
                                                               "precision": precision.describe(ctx.device, cfg.amp)})
             if self.lines and self.data.chosen:
                 print(describe(cfg, self.data), flush=True)
@@ -183,7 +183,7 @@ class _Run:
                 if self._agree(stop.requested):
                     raise self._interrupted(stop)
         last = self.history[-1] if self.history else {}
-        result = {"config": asdict(cfg), "data_chosen": self.data.chosen, "label": cfg.label,
+        result = {"config": cfg.record(), "data_chosen": self.data.chosen, "label": cfg.label,
                   "parameters": self.parameters, "evaluations": self.evaluations, "epochs": self.epoch,
                   "test_acc": last.get("test_acc"), "test_loss": last.get("test_loss"),
                   "seconds": sum(r["seconds"] for r in self.history), "history": self.history,
@@ -289,7 +289,7 @@ class _Run:
         if self.ctx.main:
             with self._writing("checkpoint"):
                 checkpoint.save(self.path, {
-                    "config": asdict(self.cfg), "model": self.model.state_dict(),
+                    "config": self.cfg.record(), "model": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                     "epoch": self.epoch, "batch": self.batch, "step": self.step, "partial": dict(self.partial),
                     "history": self.history, "rng": rng, "world_size": self.ctx.world,
@@ -314,7 +314,7 @@ class _Run:
         return f"{path} (after epoch {self.epoch}{part}, step {self.step})"
 
     def _restore(self, state: dict) -> None:
-        path, saved, mine = state["path"], state["config"], asdict(self.cfg)
+        path, saved, mine = state["path"], Config(**config.known(state["config"])).record(), self.cfg.record()
         for key in ("data", "model", "solver", "options"):
             if saved.get(key) != mine[key]:
                 raise CheckpointError(f"{path} was trained with {key} {saved.get(key)!r}; this run has "
