@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from odenets import zoo
 from odenets.app.commands import cli
 from odenets.app.settings.config import Config, from_args, parse_options
 from odenets.app.settings.recipe import lr_at, recipe
@@ -43,6 +44,22 @@ def test_cifar_recipe_is_the_papers():
     assert [lr_at(0.1, e, 160, r.milestones) for e in (0, 79, 80, 119, 120, 159)] == \
         pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
     assert lr_at(0.1, 0, 1, r.milestones) == 0.1  # a one-epoch run keeps its rate
+
+
+def test_the_weight_decay_follows_the_architecture_not_the_name():
+    # Xie et al. (2017) trained ResNeXt-29 on CIFAR with weight decay 5e-4, He et al. (2016) ResNets with 1e-4
+    for name in ("resnext29_8x64d", "lm_resnext29_8x64d", "resnext29_16x64d", "lm_resnext29_16x64d"):
+        assert recipe("cifar10", name).weight_decay == 5e-4, name
+    for name in ("resnet56", "lm_resnet56", "preact_resnet56", "lm_resnet110_sd", "resnet164", "lm_resnet18"):
+        assert recipe("cifar10", name).weight_decay == 1e-4, name
+    assert recipe("imagefolder", "resnext29_8x64d", small_images=True).weight_decay == 5e-4
+    # a user's architecture says its own, whatever its name
+    zoo.register_model(lambda **kw: None, name="resnext_like_but_not_test_recipe", cifar_weight_decay=0.0)
+    assert recipe("cifar10", "resnext_like_but_not_test_recipe").weight_decay == 0.0
+    with pytest.raises(ValueError, match="cifar_weight_decay"):
+        zoo.register_model(lambda **kw: None, name="bad_decay_test_recipe", cifar_weight_decay=-1.0)
+    with pytest.raises(TypeError, match="cifar_weight_decay"):
+        zoo.register_model(lambda **kw: None, name="bad_decay_test_recipe", cifar_weight_decay="5e-4")
 
 
 def test_flags_become_settings():

@@ -10,13 +10,14 @@ choice of solver.
 from . import models  # noqa: F401  (registers the architectures)
 from .blocks import BasicBlock, Bottleneck, PreActBasic, PreActBottleneck
 from .preact import authors_resnet
-from .registry import check_options, create, list_models, register_model
+from .registry import check_options, cifar_weight_decay, create, list_models, register_model
 from .resnet import ResNet, Stage, build
 from .shortcuts import Halves, PadShortcut, PreActProjection, Projection
 from .torchvision import from_torchvision
 
 __all__ = [
     "BasicBlock", "Bottleneck", "Halves", "PadShortcut", "PreActBasic", "PreActBottleneck", "PreActProjection",
-    "Projection", "ResNet", "Stage", "authors_resnet", "build", "check_options", "create", "from_torchvision",
+    "Projection", "ResNet", "Stage", "authors_resnet", "build", "check_options", "cifar_weight_decay", "create",
+    "from_torchvision",
     "list_models", "register_model",
 ]

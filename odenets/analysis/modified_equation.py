@@ -93,6 +93,7 @@ class ModifiedEquation:
 
     @property
     def per_channel(self) -> bool:
+        """Whether k is a vector, one coefficient per channel, rather than one number."""
         return self.k.dim() > 0
 
     @property
@@ -106,6 +107,7 @@ class ModifiedEquation:
 
     @property
     def reading(self) -> str:
+        """The regime in words (:data:`READINGS`), counting the unstable channels of a per-channel k."""
         text = READINGS[self.regime]
         if self.per_channel and self.regime == "unstable":
             bad = int((self.k.abs() > 1).sum())
