@@ -1,5 +1,5 @@
 """The model zoo: the paper's residual architectures, each one architecture under a
-choice of solver.
+choice of solver (``from odenets import zoo``).
 
 ``zoo.create('lm_resnet56')`` is LM-ResNet-56, the LM-ResNet authors' CIFAR network,
 ``zoo.create('preact_resnet56')`` the same network under forward Euler, and
