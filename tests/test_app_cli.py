@@ -78,3 +78,17 @@ def test_resumed_settings_come_from_the_checkpoint():
     saved = Config(model="resnet8", epochs=7, lr=0.02, workers=2, data_dir="/data").resolved()
     cfg = Config(workers=4).resume(vars(saved) | {"unknown_future_field": 1}, given={"workers"})
     assert (cfg.model, cfg.epochs, cfg.lr, cfg.data_dir, cfg.workers) == ("resnet8", 7, 0.02, "/data", 4)
+
+
+def test_the_application_api_is_importable_from_odenets_app_and_loaded_on_first_use():
+    code = ("import sys, odenets.app as app; "
+            "print(sorted(m for m in sys.modules if m.startswith(('odenets.app.commands', 'odenets.zoo')))); "
+            "from odenets.app import Config, compare, fit; "
+            "from odenets.app.settings.config import Config as C; from odenets.app.commands.train import fit as f; "
+            "print(Config is C and fit is f and callable(compare))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]
+    import odenets.app
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        odenets.app.nope
