@@ -12,4 +12,4 @@ from .odenet import Carry, ODENet
 from .step import Step
 
 __all__ = ["Carry", "ODENet", "Residual", "SolverSpec", "Step", "available", "convert", "register_block"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

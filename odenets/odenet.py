@@ -123,6 +123,8 @@ class ODENet(nn.Module):
 
     @property
     def noise(self) -> Optional[str]:
+        """The noise on the residual terms (``'stochastic_depth'``, ``'batch_drop'``,
+        ``'shake_shake'``), or None for a deterministic network."""
         return self.spec.noise
 
     @property

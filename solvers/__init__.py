@@ -1,4 +1,5 @@
-"""Fixed-step numerical schemes for u' = f(t, u), on tensors; torch is the only dependency.
+"""Fixed-step numerical schemes for u' = f(t, u), on tensors; torch is the only dependency
+(``from odenets import solvers``).
 
 Explicit Runge–Kutta schemes are Butcher tableaus fed to :class:`RungeKutta`; linear
 multistep schemes are coefficients fed to :class:`LinearMultistep`. The remaining

@@ -49,6 +49,7 @@ class MultistepCoefficients:
 
     @property
     def steps(self) -> int:
+        """How many earlier states (and their f's) one step combines: the length of alpha."""
         return len(self.alpha)
 
     def characteristic(self) -> Tensor:

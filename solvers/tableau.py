@@ -75,6 +75,7 @@ class ButcherTableau:
 
     @property
     def stages(self) -> int:
+        """The number of stages, that is of f-evaluations per step."""
         return len(self.b)
 
     @property

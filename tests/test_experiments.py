@@ -34,6 +34,8 @@ def test_the_paper_study_file():
     expected = {f"preact_resnet{d}/{solver}={error}" for solver, errors in PUBLISHED.items()
                 for d, error in zip(depths, errors)}
     assert set(args.paper_error) == expected
+    # He et al.'s errors are of their post-activation ResNets; the euler rows are pre-activation networks
+    assert "post-activation" in args.label and "preact_resnetN/euler" in args.label
 
 
 def test_the_proxy_file_is_labelled_a_proxy():

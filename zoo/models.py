@@ -79,15 +79,16 @@ def imagenet_resnet(block: str, layers: Sequence[int], num_classes: int = 1000, 
                  groups=groups, num_classes=num_classes, in_chans=in_chans, solver=solver, **options)
 
 
-def _add(builder, name: str, doc: str) -> None:
+def _add(builder, name: str, doc: str, cifar_weight_decay: Optional[float] = None) -> None:
     builder.__doc__ = doc
-    register_model(builder, name=name)
+    register_model(builder, name=name, cifar_weight_decay=cifar_weight_decay)
 
 
-def _register(name: str, builder, doc: str) -> None:
+def _register(name: str, builder, doc: str, cifar_weight_decay: Optional[float] = None) -> None:
     for prefix, solver in (("", "euler"), ("lm_", "lm")):
         _add(partial(builder, solver=solver), prefix + name,
-             f"{doc} ({'LM-ResNet: solver=lm' if solver == 'lm' else 'solver=euler: the ResNet'})")
+             f"{doc} ({'LM-ResNet: solver=lm' if solver == 'lm' else 'solver=euler: the ResNet'})",
+             cifar_weight_decay)
 
 
 for _depth in CIFAR_DEPTHS:
@@ -101,7 +102,8 @@ for _depth, _block in [(d, "basic") for d in CIFAR_DEPTHS] + [(164, "bottleneck"
     _add(partial(authors_resnet, _depth, _block, solver="lm"), f"lm_resnet{_depth}",
          f"LM-ResNet-{_depth}: the authors' CIFAR network, solver=lm")
 for _c in (8, 16):
-    _register(f"resnext29_{_c}x64d", partial(resnext29, _c, 64), f"CIFAR ResNeXt-29 ({_c}x64d)")
+    _register(f"resnext29_{_c}x64d", partial(resnext29, _c, 64), f"CIFAR ResNeXt-29 ({_c}x64d)",
+              cifar_weight_decay=5e-4)  # Xie et al. 2017, sec. 5.3
 for _depth, (_kind, _layers) in IMAGENET_LAYERS.items():
     _register(f"resnet{_depth}", partial(imagenet_resnet, _kind, _layers), f"ImageNet ResNet-{_depth}")
 for _depth, _p in ((56, 0.8), (110, 0.5)):  # their own solver: the authors' stochastic depth, p_L = _p

@@ -20,19 +20,30 @@ SCHEME_KEYWORDS = ("noise", "survival")
 """What :func:`create` takes for the solver's :class:`solvers.SolverSpec` besides the scheme's options."""
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_CIFAR_WEIGHT_DECAY: dict[str, float] = {}
 
 
-def register_model(fn: Optional[Callable[..., nn.Module]] = None, *, name: Optional[str] = None):
+def register_model(fn: Optional[Callable[..., nn.Module]] = None, *, name: Optional[str] = None,
+                   cifar_weight_decay: Optional[float] = None):
     """Register a builder ``fn(num_classes=..., in_chans=..., solver=..., **options)`` under
     ``name`` (default: the function's name); ``solver`` comes as a :class:`solvers.SolverSpec`,
     its default is the model's own, and ``options`` are the model's. Use as ``@register_model`` or
-    ``register_model(builder, name='resnet20')``."""
+    ``register_model(builder, name='resnet20')``. ``cifar_weight_decay``: the weight decay
+    the architecture's authors trained it with on CIFAR, where it is not He et al.'s 1e-4
+    (:func:`cifar_weight_decay`)."""
+    if cifar_weight_decay is not None:
+        if isinstance(cifar_weight_decay, bool) or not isinstance(cifar_weight_decay, (int, float)):
+            raise TypeError(f"cifar_weight_decay takes a number, got {cifar_weight_decay!r}")
+        if not 0 <= cifar_weight_decay < float("inf"):
+            raise ValueError(f"cifar_weight_decay must be finite and >= 0, got {cifar_weight_decay!r}")
 
     def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or builder.__name__
         if key in _MODELS:
             raise ValueError(f"a model named {key!r} is already registered")
         _MODELS[key] = builder
+        if cifar_weight_decay is not None:
+            _CIFAR_WEIGHT_DECAY[key] = float(cifar_weight_decay)
         return builder
 
     return add if fn is None else add(fn)
@@ -46,6 +57,13 @@ def list_models(pattern: Optional[str] = None) -> list[str]:
     """Registered names, filtered by a shell-style ``pattern`` ('lm_*'), in natural order."""
     names = fnmatch.filter(_MODELS, pattern) if pattern else list(_MODELS)
     return sorted(names, key=_natural)
+
+
+def cifar_weight_decay(name: str) -> Optional[float]:
+    """The weight decay model ``name``'s architecture was published with on CIFAR, where it
+    differs from He et al.'s 1e-4 (5e-4 for ResNeXt, Xie et al. 2017, under any solver);
+    None otherwise. The CIFAR recipe of ``odenets train`` takes it as its default."""
+    return _CIFAR_WEIGHT_DECAY.get(name)
 
 
 def create(name: str, num_classes: Optional[int] = None, in_chans: int = 3,

@@ -120,6 +120,7 @@ class ModifiedEquation:
 
     @property
     def per_channel(self) -> bool:
+        """Whether the coefficients are vectors, one per channel, rather than numbers."""
         return any(v.dim() > 0 for v in self.params.values())
 
     @cached_property
@@ -144,6 +145,7 @@ class ModifiedEquation:
 
     @property
     def reading(self) -> str:
+        """The regime in words (:data:`READINGS`), counting the unstable channels of a per-channel k."""
         text = READINGS[self.regime]
         if self.per_channel and self.regime == "unstable":
             text += f" ({self.unstable_channels} of {self.channels} channels are zero-unstable.)"

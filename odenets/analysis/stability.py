@@ -59,6 +59,7 @@ class Characteristic:
 
     @property
     def degree(self) -> int:
+        """The degree in zeta: the number of roots, one per state the recurrence carries."""
         return self.coeffs.shape[0] - 1
 
     def roots(self, z) -> Tensor:
@@ -169,6 +170,7 @@ class StabilityRegion:
 
     @property
     def z(self) -> Tensor:
+        """The grid's complex points, shaped as ``stable``: ``z[i, j] = re[j] + i im[i]``."""
         return torch.complex(self.re.unsqueeze(0).expand(len(self.im), -1),
                              self.im.unsqueeze(1).expand(-1, len(self.re)))
 

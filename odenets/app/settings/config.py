@@ -35,6 +35,13 @@ CUDA graphs, without the host's launch of every kernel."""
 
 @dataclass
 class Config:
+    """The settings of one training run, one field per ``odenets train`` flag.
+
+    A hyper-parameter left None takes the data set's :func:`recipe` value in
+    :meth:`resolved`; :meth:`check` validates every field in one place. The fields above
+    ``device`` define the run (a resumed run must agree on them); those from ``device``
+    on (:attr:`ENVIRONMENT`) say where and how it runs and may change on resume."""
+
     model: Optional[str] = None
     data: str = "digits"
     solver: Union[SolverSpec, str, None] = None
