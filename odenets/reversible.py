@@ -28,13 +28,13 @@ from torch import Tensor, nn
 
 from odenets.solvers import Past, Record
 
-from .step import Step
+from .step import Context, Step
 
 RandomState = tuple[Tensor, Optional[Tensor]]
 """torch's CPU generator state, and the CUDA generator's of one device (None on the CPU)."""
 
 
-def reversible_steps(steps: Sequence[Step], u: Tensor, past: Past) -> tuple[Tensor, Past]:
+def reversible_steps(steps: Sequence[Step], u: Tensor, past: Past, context: Context) -> tuple[Tensor, Past]:
     """``steps`` (consecutive, invertible) applied to (u, past), saving only the result.
 
     The backward pass rebuilds and re-runs the steps under the random states they ran
@@ -44,8 +44,10 @@ def reversible_steps(steps: Sequence[Step], u: Tensor, past: Past) -> tuple[Tens
     steps = list(steps)
     if not torch.is_grad_enabled():  # no backward pass to serve: nothing to save or record
         for step in steps:
-            u, past = step.advance(u, past)
+            u, past = step.advance(u, past, context)
         return u, past
+    if context:
+        raise NotImplementedError("memory_efficient=True with a context: not yet")
     per_step = [_parameters(s) for s in steps]
     params = list({id(p): p for ps in per_step for p in ps}.values())
     flat, template = _flatten(past)
