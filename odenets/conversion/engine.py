@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from odenets.solvers import Past, SolverSpec
 
 from ..odenet import Carry, ODENet
+from .layer_list import LayerList, ListStage
 from .registry import DOCS, Residual, adapter_for, residuals, type_name
 from .torch_nn import Encoder
 
@@ -43,9 +44,9 @@ class ResidualStage(nn.Module):
         self.net = net
         self._chain, self.hands_on = chain, hands_on
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, **context) -> Tensor:
         past = self._chain.take(x) if self.net.carry_in else ()
-        u, past = self.net.integrate(Carry(x, past))
+        u, past = self.net.integrate(Carry(x, past), context=context)
         if self.hands_on:
             self._chain.u, self._chain.past = u, past
         return u
@@ -102,6 +103,9 @@ def convert(model: nn.Module, solver: Union[str, SolverSpec] = "lm", **options) 
         stage = ResidualStage(net, chain, hands_on).train(old.training)
         if isinstance(old, nn.TransformerEncoder):
             stage = Encoder(stage, old.norm).train(old.training)
+        elif isinstance(old, nn.ModuleList):
+            per_block = len(steps) // len(old)
+            stage = LayerList([ListStage(stage, old[0], per_block)]).train(old.training)
         setattr(parent, name, stage)
     return holder.model
 
@@ -118,13 +122,13 @@ def _check_scheme(spec: SolverSpec) -> None:
 
 def _containers(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Module]]]:
     """(parent, child name, blocks) of each container of adapted blocks, in module order:
-    an ``nn.Sequential`` of them, or an ``nn.TransformerEncoder``'s layers."""
+    an ``nn.Sequential`` or ``nn.ModuleList`` of them, or an ``nn.TransformerEncoder``'s layers."""
     out = []
 
     def visit(parent: nn.Module) -> None:
         for name, child in parent.named_children():
             blocks = list(child.layers) if isinstance(child, nn.TransformerEncoder) else \
-                list(child) if isinstance(child, nn.Sequential) else []
+                list(child) if isinstance(child, (nn.Sequential, nn.ModuleList)) else []
             known = [adapter_for(b) is not None for b in blocks]
             if blocks and all(known):
                 out.append((parent, name, blocks))

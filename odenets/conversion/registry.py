@@ -34,6 +34,10 @@ _ADAPTERS: dict[str, Union[Adapter, str]] = {
     "timm.models.convnext.ConvNeXtBlock": "odenets.conversion.timm:convnext",
     "timm.models.vision_transformer.Block": "odenets.conversion.timm:vit",
     "torch.nn.modules.transformer.TransformerEncoderLayer": "odenets.conversion.torch_nn:encoder_layer",
+    "transformers.models.gpt2.modeling_gpt2.GPT2Block": "odenets.conversion.hf:gpt2",
+    "transformers.models.llama.modeling_llama.LlamaDecoderLayer": "odenets.conversion.hf:llama",
+    "transformers.models.mistral.modeling_mistral.MistralDecoderLayer": "odenets.conversion.hf:llama",
+    "transformers.models.qwen2.modeling_qwen2.Qwen2DecoderLayer": "odenets.conversion.hf:llama",
 }  # built-in adapters by the block's qualified name, imported when first used: no timm import before
 
 

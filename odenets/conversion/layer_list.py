@@ -1,0 +1,84 @@
+"""A converted ``nn.ModuleList`` of blocks, which its owner's forward calls one by one
+with the same arguments (Hugging Face's models: ``for layer in self.layers:
+h = layer(h, attention_mask=..., position_embeddings=..., cache=...)``): the list keeps
+one module, which runs the whole stage with those arguments as the steps' context."""
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Optional
+
+from torch import Tensor, nn
+
+from ..odenet import Carry
+from .kv_slots import Evaluations
+
+
+class ListStage(nn.Module):
+    """The stage standing in a layer list: called as a block is (the block's signature
+    binds the arguments), it integrates the whole run of blocks with every argument but
+    the state as the context of every step.
+
+    A key-value cache among the arguments is handed on as :class:`Evaluations`, which
+    gives every evaluation of a block its own cache layer (any scheme generates with the
+    cache on). ``per_block``: steps per block, to report each block's output where
+    Hugging Face's ``output_hidden_states`` asks for it."""
+
+    def __init__(self, stage: nn.Module, block: nn.Module, per_block: int):
+        super().__init__()
+        self.stage = stage
+        self.per_block = per_block
+        self._signature = inspect.signature(block.forward)
+        self._state = next(iter(self._signature.parameters))
+
+    def forward(self, *args, **kwargs) -> Tensor:
+        bound = self._signature.bind(*args, **kwargs).arguments
+        context: dict = {}
+        for name, value in bound.items():
+            kind = self._signature.parameters[name].kind
+            if kind == inspect.Parameter.VAR_KEYWORD:
+                context.update(value)
+            elif kind != inspect.Parameter.VAR_POSITIONAL and name != self._state:
+                context[name] = value
+        x = bound[self._state]
+        if context.get("cache") is not None:
+            context["cache"] = Evaluations(context["cache"])
+        hidden = _hidden_states_requested()
+        if hidden is None:
+            return self.stage(x, **context)
+        states = [x]
+        net = self.stage.net
+        u = net.integrate(Carry(x), trajectory=states, context=context).u
+        for s in states[::self.per_block]:
+            hidden(s)
+        return u
+
+
+def _hidden_states_requested():
+    """Where Hugging Face's ``output_hidden_states`` collects each block's output in this
+    forward pass (a function taking one state), or None when nobody asked."""
+    module = sys.modules.get("transformers.utils.output_capturing")
+    if module is None:
+        return None
+    collected: Optional[dict] = module._active_collector.get()
+    if not collected:
+        return None
+    if "attentions" in collected:
+        raise ValueError("a converted model does not return attention weights (output_attentions=True): its "
+                         "attention steps return the attended values only")
+    if "hidden_states" not in collected:
+        return None
+    states, selection = collected["hidden_states"], collected.get("_hidden_states_layers")
+
+    def append(s: Tensor) -> None:
+        states.append(s if selection is None or len(states) in selection else None)
+    return append
+
+
+class LayerList(nn.ModuleList):
+    """The layer list its owner iterates: one :class:`ListStage`, slicing to itself."""
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self
+        return super().__getitem__(index)
