@@ -7,9 +7,9 @@ turns any residual network (torchvision, timm, PyTorch's transformer) into ODENe
 """
 from odenets.solvers import SolverSpec, available
 
-from .conversion import Residual, convert, register_block
+from .conversion import Residual, convert, from_pretrained, register_block
 from .odenet import Carry, ODENet
 from .step import Step
 
-__all__ = ["Carry", "ODENet", "Residual", "SolverSpec", "Step", "available", "convert", "register_block"]
+__all__ = ["Carry", "ODENet", "Residual", "SolverSpec", "Step", "available", "convert", "from_pretrained", "register_block"]
 __version__ = "0.1.0"

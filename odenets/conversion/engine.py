@@ -14,7 +14,7 @@ from .layer_list import LayerList, ListStage
 from .registry import DOCS, Residual, adapter_for, residuals, type_name
 from .torch_nn import Encoder
 
-NET_OPTIONS = ("noise", "survival", "dt", "checkpoint")
+NET_OPTIONS = ("noise", "survival", "dt", "checkpoint", "memory_efficient")
 """Options :func:`convert` gives every stage's ODENet; the others go to the scheme."""
 
 
@@ -66,11 +66,14 @@ def convert(model: nn.Module, solver: Union[str, SolverSpec] = "lm", **options) 
     ``euler`` always; :attr:`solvers.Scheme.euler_options`), that point is the default,
     and the result computes ``model``'s function; other schemes (``midpoint``,
     ``momentum``) start elsewhere. ``options``: ``noise``, ``survival``, ``dt``,
-    ``checkpoint`` for every stage's ODENet, the rest for the scheme (``k_init``).
+    ``checkpoint``, ``memory_efficient`` for every stage's ODENet, the rest for the
+    scheme (``k_init``). A Hugging Face model keeps its class and records the conversion
+    in its config, which ``save_pretrained`` writes and :func:`from_pretrained` reads.
     The result keeps ``model``'s device, dtype and train/eval mode.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert takes an nn.Module, got {type(model).__name__}")
+    given = dict(options)
     net_options = {k: options.pop(k) for k in NET_OPTIONS if k in options}
     spec = SolverSpec.parse(solver, noise=net_options.pop("noise", None),
                             survival=net_options.pop("survival", None), **options)
@@ -107,6 +110,9 @@ def convert(model: nn.Module, solver: Union[str, SolverSpec] = "lm", **options) 
             per_block = len(steps) // len(old)
             stage = LayerList([ListStage(stage, old[0], per_block)]).train(old.training)
         setattr(parent, name, stage)
+    if type(model).__module__.startswith("transformers."):
+        from .hf import remember
+        remember(holder.model, solver, given)
     return holder.model
 
 
