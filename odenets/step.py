@@ -139,6 +139,13 @@ class Step(nn.Module):
             return lambda t, x: f.check(t, x, shape)
         return tuple((lambda t, x, f=f: f.check(t, x, None)) for f in self._f)
 
+    def fixed_step(self, carrier: tuple[Tensor, ...], fx, inverse: bool = False) -> tuple[Tensor, ...]:
+        """The step, or its inverse, on a fixed-point carrier (a scheme that declares
+        ``exact_reversal``; :mod:`odenets.solvers.fixed_point`): what the reversible engine runs."""
+        params = {k: getattr(self.coefs, k) for k in self._names}
+        run = self.scheme.fixed_inverse if inverse else self.scheme.fixed_step
+        return run(self._f, self.t, self.dt, carrier, fx, **params)
+
     def inverse(self, u: Tensor, past: Past = ()) -> tuple[Tensor, Past]:
         """(u_n, past_n) from this step's output u_{n+1} and the history it left, for an
         invertible scheme (eval and training mode alike). A step whose functions draw random
