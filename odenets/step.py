@@ -207,6 +207,14 @@ class Step(nn.Module):
             return lambda t, x: f.check(t, x, shape)
         return tuple((lambda t, x, g=g: g.check(t, x, None)) for g in f)
 
+    def fixed_step(self, carrier: tuple[Tensor, ...], fx, inverse: bool = False,
+                   context: Optional[Context] = None) -> tuple[Tensor, ...]:
+        """The step, or its inverse, on a fixed-point carrier (a scheme that declares
+        ``exact_reversal``; :mod:`odenets.solvers.fixed_point`): what the reversible engine runs."""
+        params = {k: getattr(self.coefs, k) for k in self._names}
+        run = self.scheme.fixed_inverse if inverse else self.scheme.fixed_step
+        return run(self._bound(context or {}), self.t, self.dt, carrier, fx, **params)
+
     def inverse(self, u: Tensor, past: Past = (), context: Optional[Context] = None) -> tuple[Tensor, Past]:
         """(u_n, past_n) from this step's output u_{n+1} and the history it left, for an
         invertible scheme (eval and training mode alike). A step whose functions draw random
