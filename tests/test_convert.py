@@ -204,10 +204,35 @@ def test_post_norm_transformer_is_refused_with_the_reason():
         odenets.convert(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False))
 
 
-def test_converted_encoder_refuses_masks():
+@pytest.mark.parametrize("solver", ["lm", "euler"])
+def test_converted_encoder_takes_masks_as_context(solver):
+    """A causal mask and a padding mask reach every attention step: the converted
+    encoder returns the original's output (its slow path: train mode, dropout off)."""
     model, x = family("transformer_encoder")
-    with pytest.raises(ValueError, match="masks"):
-        odenets.convert(model)(x, mask=torch.zeros(5, 5))
+    for layer in model.layers:
+        layer.dropout.p = layer.dropout1.p = layer.dropout2.p = 0.0
+    model.train()
+    converted = odenets.convert(model, solver)
+    causal = nn.Transformer.generate_square_subsequent_mask(5)
+    padding = torch.tensor([[False] * 5, [True, True, False, False, False]])
+    for kwargs in (dict(mask=causal, is_causal=True), dict(src_key_padding_mask=padding),
+                   dict(mask=causal, src_key_padding_mask=padding)):
+        torch.testing.assert_close(converted(x, **kwargs), model(x, **kwargs), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="give the mask"):
+        converted(x, is_causal=True)
+
+
+@pytest.mark.parametrize("solver", ["lm", "euler"])
+def test_converted_timm_vit_takes_an_attention_mask_as_context(solver):
+    model, x = family("timm_vit")
+    model.eval()
+    converted = odenets.convert(model, solver)
+    tokens = model.patch_embed.num_patches + model.num_prefix_tokens
+    mask = torch.ones(tokens, tokens, dtype=torch.bool).tril()
+    with torch.no_grad():
+        want = model.forward_features(x, attn_mask=mask)
+        torch.testing.assert_close(converted.forward_features(x, attn_mask=mask), want, rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(want, model.forward_features(x))  # the mask matters
 
 
 class MyBlock(nn.Module):

@@ -44,6 +44,12 @@ class ResidualStage(nn.Module):
         self.net = net
         self._chain, self.hands_on = chain, hands_on
 
+    def __iter__(self):
+        """The stage as the one block of its container: a model that calls its blocks one
+        by one with extra arguments (timm's ViT with an attention mask) calls the stage
+        with them, as the steps' context."""
+        return iter((self,))
+
     def forward(self, x: Tensor, **context) -> Tensor:
         past = self._chain.take(x) if self.net.carry_in else ()
         u, past = self.net.integrate(Carry(x, past), context=context)

@@ -9,11 +9,11 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 from torch import Tensor, nn
 
-from .kv_slots import Evaluations
+from .kv_slots import CACHE_KEYS, Evaluations
 from .registry import Residual
 
 
@@ -25,9 +25,10 @@ class Attention(nn.Module):
         super().__init__()
         self.norm, self.attention = norm, attention
 
-    def forward(self, x: Tensor, cache: Optional[Evaluations] = None, **context) -> Tensor:
-        if cache is not None:
-            context["cache"] = cache.slot(self.attention.layer_idx)
+    def forward(self, x: Tensor, **context) -> Tensor:
+        for key in CACHE_KEYS:
+            if isinstance(context.get(key), Evaluations):
+                context[key] = context[key].slot(self.attention.layer_idx)
         return self.attention(self.norm(x), **context)[0]
 
 

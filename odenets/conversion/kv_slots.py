@@ -15,6 +15,10 @@ from collections import Counter
 from torch import Tensor
 
 
+CACHE_KEYS = ("cache", "past_key_values")
+"""The names a block's key-value cache goes by (transformers renamed it in 5.x)."""
+
+
 class Evaluations:
     """The cache as one forward pass hands it to its blocks: :meth:`slot` gives each
     evaluation of a block its own cache layer. One per forward pass."""

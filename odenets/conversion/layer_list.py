@@ -11,7 +11,7 @@ from typing import Optional
 from torch import Tensor, nn
 
 from ..odenet import Carry
-from .kv_slots import Evaluations
+from .kv_slots import CACHE_KEYS, Evaluations
 
 
 class ListStage(nn.Module):
@@ -41,8 +41,9 @@ class ListStage(nn.Module):
             elif kind != inspect.Parameter.VAR_POSITIONAL and name != self._state:
                 context[name] = value
         x = bound[self._state]
-        if context.get("cache") is not None:
-            context["cache"] = Evaluations(context["cache"])
+        for key in CACHE_KEYS:
+            if context.get(key) is not None:
+                context[key] = Evaluations(context[key])
         hidden = _hidden_states_requested()
         if hidden is None:
             return self.stage(x, **context)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .registry import DOCS, Residual
 
@@ -16,9 +17,11 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.norm1, self.self_attn, self.dropout1 = layer.norm1, layer.self_attn, layer.dropout1
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None, key_padding_mask: Optional[Tensor] = None,
+                is_causal: bool = False) -> Tensor:
         x = self.norm1(x)
-        return self.dropout1(self.self_attn(x, x, x, need_weights=False)[0])
+        return self.dropout1(self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=key_padding_mask,
+                                            need_weights=False, is_causal=is_causal)[0])
 
 
 class FeedForward(nn.Module):
@@ -30,7 +33,8 @@ class FeedForward(nn.Module):
         self.dropout2 = layer.dropout2
         self.activation = layer.activation  # a module or a function such as F.relu
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None, key_padding_mask: Optional[Tensor] = None,
+                is_causal: bool = False) -> Tensor:
         return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(self.norm2(x))))))
 
 
@@ -51,8 +55,20 @@ class Encoder(nn.Module):
 
     def forward(self, src: Tensor, mask: Optional[Tensor] = None, src_key_padding_mask: Optional[Tensor] = None,
                 is_causal: Optional[bool] = None) -> Tensor:
-        if mask is not None or src_key_padding_mask is not None or is_causal:
-            raise ValueError("a converted nn.TransformerEncoder takes no attention masks: its steps are functions "
-                             "of the state alone")
-        out = self.stage(src)
+        """As ``nn.TransformerEncoder.forward`` (its slow path, no nested tensors): the
+        masks, made float as it makes them, reach every attention step as its context."""
+        context = {}
+        if src_key_padding_mask is not None:
+            context["key_padding_mask"] = F._canonical_mask(
+                mask=src_key_padding_mask, mask_name="src_key_padding_mask", other_type=F._none_or_dtype(mask),
+                other_name="mask", target_type=src.dtype)
+        if mask is not None:
+            context["mask"] = F._canonical_mask(mask=mask, mask_name="mask", other_type=None, other_name="",
+                                                target_type=src.dtype, check_other=False)
+        if is_causal:
+            if mask is None:
+                raise ValueError("is_causal=True is a hint that mask is the causal mask; give the mask too "
+                                 "(nn.Transformer.generate_square_subsequent_mask), as nn.TransformerEncoder wants")
+            context["is_causal"] = True
+        out = self.stage(src, **context)
         return out if self.norm is None else self.norm(out)
