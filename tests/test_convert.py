@@ -208,10 +208,11 @@ def test_post_norm_transformer_is_refused_with_the_reason():
 def test_converted_encoder_takes_masks_as_context(solver):
     """A causal mask and a padding mask reach every attention step: the converted
     encoder returns the original's output (its slow path: train mode, dropout off)."""
-    model, x = family("transformer_encoder")
-    for layer in model.layers:
-        layer.dropout.p = layer.dropout1.p = layer.dropout2.p = 0.0
-    model.train()
+    torch.manual_seed(0)
+    model = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True,
+                                                             norm_first=True), 3, norm=nn.LayerNorm(16),
+                                  enable_nested_tensor=False).train()
+    x = torch.randn(2, 5, 16)
     converted = odenets.convert(model, solver)
     causal = nn.Transformer.generate_square_subsequent_mask(5)
     padding = torch.tensor([[False] * 5, [True, True, False, False, False]])
