@@ -60,7 +60,9 @@ class ODENet(nn.Module):
             LM-ResNet's authors' code) and has no trained coefficients; a multistep
             scheme reads P(u_n), and P of any older state it still needs, after it.
         activation: applied to the result of every step, u_{n+1} = activation(step):
-            the ReLU after the addition of the original (post-activation) ResNet. It may
+            the ReLU after the addition of the original (post-activation) ResNet; a
+            sequence of modules gives each step its own (the LayerNorm after each sub-step
+            of a post-norm transformer: u_{n+1} = norm_n(step)). It may
             work in place (``nn.ReLU(inplace=True)``): a step's result is a new tensor.
         return_trajectory: return every state u_0..u_N (stacked when shapes agree,
             else a list) instead of u_N.
@@ -81,15 +83,19 @@ class ODENet(nn.Module):
 
     def __init__(self, f: FunctionsLike, solver: Union[str, SolverSpec] = "euler", steps: Optional[int] = None,
                  dt: float = 1.0, *, noise: Optional[str] = None, survival: Union[None, float, Sequence[float]] = None,
-                 shortcuts: ShortcutsLike = None, activation: Optional[nn.Module] = None,
+                 shortcuts: ShortcutsLike = None,
+                 activation: Union[None, nn.Module, Sequence[nn.Module]] = None,
                  return_trajectory: bool = False, checkpoint: bool = False, memory_efficient: bool = False,
                  rtol: float = 1e-7, atol: float = 1e-9, adjoint: bool = False, t0: float = 0.0,
                  carry_in: bool = False, **options):
         super().__init__()
         self.spec = spec = SolverSpec.parse(solver, noise=noise, survival=survival, **options)
         self.dt, self.t0 = number("dt", dt, positive=True), number("t0", t0)
+        if isinstance(activation, (list, tuple)):
+            activation = nn.ModuleList(activation)
         if activation is not None and not isinstance(activation, nn.Module):
-            raise TypeError(f"activation must be an nn.Module or None, got {type(activation).__name__}")
+            raise TypeError(f"activation must be an nn.Module, a sequence of them (one per step) or None, got "
+                            f"{type(activation).__name__}")
         fns, shared, steps = functions(f, steps, spec.functions, spec.label)
         self.fns = nn.ModuleList(fns)
         self.activation = activation

@@ -141,3 +141,50 @@ def test_memory_efficient_fine_tuning_gives_the_plain_gradients_dropout_included
     assert plain.keys() == reversible.keys()
     for name, p in plain.items():
         torch.testing.assert_close(reversible[name].grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def bert(cls):
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32, num_labels=3)
+    model = cls(config).eval()
+    with torch.no_grad():  # each LayerNorm its own weights
+        for m in model.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.mark.parametrize("solver", ["euler", "lm"])
+def test_post_norm_bert_is_steps_each_followed_by_its_norm(solver):
+    """BERT's sub-steps are x -> LayerNorm(x + g(x)); converted, each is a step with its
+    own norm after it: the original's outputs, hidden states and loss."""
+    ids, mask = padded_batch()
+    model = bert(transformers.BertModel)
+    converted = odenets.convert(model, solver=solver)
+    want = model(ids, attention_mask=mask, output_hidden_states=True)
+    got = converted(ids, attention_mask=mask, output_hidden_states=True)
+    torch.testing.assert_close(got.last_hidden_state, want.last_hidden_state, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got.pooler_output, want.pooler_output, rtol=0, atol=1e-5)
+    for g, w in zip(got.hidden_states, want.hidden_states, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-5)
+    model = bert(transformers.BertForSequenceClassification)
+    converted = odenets.convert(model, solver=solver)
+    labels = torch.tensor([0, 2])
+    want, got = model(ids, attention_mask=mask, labels=labels), converted(ids, attention_mask=mask, labels=labels)
+    torch.testing.assert_close(got.logits, want.logits, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got.loss, want.loss, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["euler", "lm"])
+def test_hugging_face_vit(solver):
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(image_size=16, patch_size=4, hidden_size=16, num_hidden_layers=2,
+                                    num_attention_heads=2, intermediate_size=32, num_labels=5)
+    model = transformers.ViTForImageClassification(config).eval()
+    converted = odenets.convert(model, solver=solver)
+    x = torch.randn(2, 3, 16, 16)
+    want, got = model(x, output_hidden_states=True), converted(x, output_hidden_states=True)
+    torch.testing.assert_close(got.logits, want.logits, rtol=0, atol=1e-5)
+    for g, w in zip(got.hidden_states, want.hidden_states, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-5)

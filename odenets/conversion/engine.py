@@ -166,13 +166,17 @@ def _adjacent(a: tuple, b: tuple) -> bool:
     return names.index(nb) == names.index(na) + 1
 
 
-def _activation(steps: Sequence[Residual], where: str) -> Optional[nn.Module]:
-    """The one activation after the additions of a run of steps (ODENet applies one)."""
-    kinds = {None if r.activation is None else (type(r.activation), r.activation.extra_repr()) for r in steps}
+def _activation(steps: Sequence[Residual], where: str) -> Union[None, nn.Module, list[nn.Module]]:
+    """What follows the additions of a run of steps: one module for all (torchvision's
+    ReLU), or each step's own where it has weights (a post-norm block's LayerNorms)."""
+    acts = [r.activation for r in steps]
+    if all(a is not None for a in acts) and any(len(a.state_dict()) for a in acts):
+        return acts
+    kinds = {None if a is None else (type(a), a.extra_repr()) for a in acts}
     if len(kinds) > 1:
         raise ValueError(f"the blocks of {where!r} apply different activations after their additions; a stage "
                          "applies one after every step")
-    return steps[0].activation
+    return acts[0]
 
 
 def _match(net: ODENet, old: nn.Module) -> None:

@@ -1,6 +1,7 @@
 """Adapters for Hugging Face Transformers blocks: GPT-2's ``GPT2Block`` and the Llama
 family's decoder layer (Llama, Mistral, Qwen2: rotary position embeddings, grouped-query
-attention), each two pre-norm residual sub-steps, attention then MLP. The attention step
+attention) and ViT's layer, each two pre-norm residual sub-steps, attention then MLP; BERT's layer
+(RoBERTa's has its form), two post-norm ones, each a step followed by its LayerNorm. The attention step
 takes the block's call arguments (the attention mask, the rotary cos/sin, the key-value
 cache) as the steps' context; the MLP step takes and ignores them."""
 from __future__ import annotations
@@ -9,7 +10,7 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from torch import Tensor, nn
 
@@ -18,29 +19,32 @@ from .registry import Residual
 
 
 class Attention(nn.Module):
-    """attn(norm(x), **context)[0]: a block's attention with its pre-norm, reading and
-    extending the cache layer of this evaluation (:class:`~.kv_slots.Evaluations`)."""
+    """after(attn(norm(x), **context)[0]): a block's attention with its pre-norm (and,
+    for ViT, its dropout), reading and extending the cache layer of this evaluation
+    (:class:`~.kv_slots.Evaluations`)."""
 
-    def __init__(self, norm: nn.Module, attention: nn.Module):
+    def __init__(self, norm: nn.Module, attention: nn.Module, after: Optional[nn.Module] = None):
         super().__init__()
-        self.norm, self.attention = norm, attention
+        self.norm, self.attention, self.after = norm, attention, after
 
     def forward(self, x: Tensor, **context) -> Tensor:
         for key in CACHE_KEYS:
             if isinstance(context.get(key), Evaluations):
                 context[key] = context[key].slot(self.attention.layer_idx)
-        return self.attention(self.norm(x), **context)[0]
+        out = self.attention(self.norm(x), **context)[0]
+        return out if self.after is None else self.after(out)
 
 
 class MLP(nn.Module):
-    """mlp(norm(x)): a block's feed-forward with its pre-norm; it reads no context."""
+    """after(mlp(norm(x))): a block's feed-forward with its pre-norm; it reads no context."""
 
-    def __init__(self, norm: nn.Module, mlp: nn.Module):
+    def __init__(self, norm: nn.Module, mlp: nn.Module, after: Optional[nn.Module] = None):
         super().__init__()
-        self.norm, self.mlp = norm, mlp
+        self.norm, self.mlp, self.after = norm, mlp, after
 
     def forward(self, x: Tensor, **context) -> Tensor:
-        return self.mlp(self.norm(x))
+        out = self.mlp(self.norm(x))
+        return out if self.after is None else self.after(out)
 
 
 def gpt2(block: nn.Module) -> list[Residual]:
@@ -53,6 +57,47 @@ def gpt2(block: nn.Module) -> list[Residual]:
 def llama(block: nn.Module) -> list[Residual]:
     return [Residual(Attention(block.input_layernorm, block.self_attn)),
             Residual(MLP(block.post_attention_layernorm, block.mlp))]
+
+
+def vit(layer: nn.Module) -> list[Residual]:
+    """Hugging Face's ViT layer: two pre-norm sub-steps, each ending in the layer's dropout."""
+    return [Residual(Attention(layer.layernorm_before, layer.attention, layer.dropout)),
+            Residual(MLP(layer.layernorm_after, layer.mlp, layer.dropout))]
+
+
+class BertAttention(nn.Module):
+    """dropout(dense(self_attention(x, **context))) of a BERT layer: its attention before
+    the addition; the LayerNorm after it is the step's activation."""
+
+    def __init__(self, attention: nn.Module):
+        super().__init__()
+        self.self, self.dense, self.dropout = attention.self, attention.output.dense, attention.output.dropout
+
+    def forward(self, x: Tensor, attention_mask: Optional[Tensor] = None, **context) -> Tensor:
+        for key in ("encoder_hidden_states", "encoder_attention_mask"):
+            if context.pop(key, None) is not None:
+                raise ValueError("a converted BERT layer has no cross-attention: it takes no encoder_hidden_states")
+        return self.dropout(self.dense(self.self(x, attention_mask=attention_mask, **context)[0]))
+
+
+class BertFeedForward(nn.Module):
+    """dropout(dense(intermediate(x))) of a BERT layer; it reads no context."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.intermediate, self.dense, self.dropout = layer.intermediate, layer.output.dense, layer.output.dropout
+
+    def forward(self, x: Tensor, **context) -> Tensor:
+        return self.dropout(self.dense(self.intermediate(x)))
+
+
+def bert(layer: nn.Module) -> list[Residual]:
+    """Two post-norm sub-steps, x -> LayerNorm(x + g(x)): attention, then feed-forward."""
+    if getattr(layer, "add_cross_attention", False) or layer.chunk_size_feed_forward:
+        raise ValueError("odenets converts BERT encoder layers without cross-attention and without feed-forward "
+                         "chunking (chunk_size_feed_forward=0)")
+    return [Residual(BertAttention(layer.attention), activation=layer.attention.output.LayerNorm),
+            Residual(BertFeedForward(layer), activation=layer.output.LayerNorm)]
 
 
 def remember(model: nn.Module, solver, options: dict) -> None:

@@ -38,6 +38,9 @@ _ADAPTERS: dict[str, Union[Adapter, str]] = {
     "transformers.models.llama.modeling_llama.LlamaDecoderLayer": "odenets.conversion.hf:llama",
     "transformers.models.mistral.modeling_mistral.MistralDecoderLayer": "odenets.conversion.hf:llama",
     "transformers.models.qwen2.modeling_qwen2.Qwen2DecoderLayer": "odenets.conversion.hf:llama",
+    "transformers.models.bert.modeling_bert.BertLayer": "odenets.conversion.hf:bert",
+    "transformers.models.vit.modeling_vit.ViTLayer": "odenets.conversion.hf:vit",
+    "transformers.models.roberta.modeling_roberta.RobertaLayer": "odenets.conversion.hf:bert",
 }  # built-in adapters by the block's qualified name, imported when first used: no timm import before
 
 

@@ -1,5 +1,7 @@
-"""PyTorch's own transformer encoder: a pre-norm ``nn.TransformerEncoderLayer`` is two
-residual sub-steps, self-attention then feed-forward."""
+"""PyTorch's own transformer encoder: an ``nn.TransformerEncoderLayer`` is two residual
+sub-steps, self-attention then feed-forward; pre-norm, each normalises its input; post-norm
+(``norm_first=False``), each is a residual step followed by its own norm, x -> norm(x + g(x)),
+as torchvision's blocks are a step followed by a ReLU."""
 from __future__ import annotations
 
 from typing import Optional
@@ -7,15 +9,16 @@ from typing import Optional
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .registry import DOCS, Residual
+from .registry import Residual
 
 
 class SelfAttention(nn.Module):
-    """dropout1(self_attn(norm1(x))) of a pre-norm encoder layer."""
+    """dropout1(self_attn(norm1(x))) of a pre-norm encoder layer (no norm: post-norm)."""
 
     def __init__(self, layer: nn.TransformerEncoderLayer):
         super().__init__()
-        self.norm1, self.self_attn, self.dropout1 = layer.norm1, layer.self_attn, layer.dropout1
+        self.norm1 = layer.norm1 if layer.norm_first else nn.Identity()
+        self.self_attn, self.dropout1 = layer.self_attn, layer.dropout1
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None, key_padding_mask: Optional[Tensor] = None,
                 is_causal: bool = False) -> Tensor:
@@ -25,11 +28,13 @@ class SelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """dropout2(linear2(dropout(activation(linear1(norm2(x)))))) of a pre-norm encoder layer."""
+    """dropout2(linear2(dropout(activation(linear1(norm2(x)))))) of a pre-norm encoder layer
+    (no norm: post-norm)."""
 
     def __init__(self, layer: nn.TransformerEncoderLayer):
         super().__init__()
-        self.norm2, self.linear1, self.dropout, self.linear2 = layer.norm2, layer.linear1, layer.dropout, layer.linear2
+        self.norm2 = layer.norm2 if layer.norm_first else nn.Identity()
+        self.linear1, self.dropout, self.linear2 = layer.linear1, layer.dropout, layer.linear2
         self.dropout2 = layer.dropout2
         self.activation = layer.activation  # a module or a function such as F.relu
 
@@ -39,11 +44,9 @@ class FeedForward(nn.Module):
 
 
 def encoder_layer(layer: nn.TransformerEncoderLayer) -> list[Residual]:
-    if not layer.norm_first:
-        raise ValueError("nn.TransformerEncoderLayer with norm_first=False (post-norm) computes norm(x + g(x)): "
-                         "the normalisation after the addition makes it no residual step x + g(x), so it has no "
-                         f"ODE reading; build it with norm_first=True (pre-norm), see {DOCS}")
-    return [Residual(SelfAttention(layer)), Residual(FeedForward(layer))]
+    if layer.norm_first:
+        return [Residual(SelfAttention(layer)), Residual(FeedForward(layer))]
+    return [Residual(SelfAttention(layer), activation=layer.norm1), Residual(FeedForward(layer), activation=layer.norm2)]
 
 
 class Encoder(nn.Module):
