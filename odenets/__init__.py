@@ -3,7 +3,8 @@
 ``ODENet(f, solver='lm', steps=n)`` unrolls any residual function with a fixed-step
 scheme from :mod:`odenets.solvers`, one :class:`Step` module per step; :mod:`odenets.zoo` builds the paper's architectures from it, and
 :mod:`odenets.analysis` reads trained networks as numerical schemes, and :func:`convert`
-turns any residual network (torchvision, timm, PyTorch's transformer) into ODENets.
+turns any residual network (torchvision, timm, PyTorch's transformer, Hugging Face
+Transformers) into ODENets.
 """
 from odenets.solvers import SolverSpec, available
 

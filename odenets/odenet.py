@@ -117,6 +117,7 @@ class ODENet(nn.Module):
             if memory_efficient:
                 _check_memory_efficient(spec, return_trajectory, checkpoint, activation)
         self._has_coefficients = any(len(s.coefs) for s in self.layers)
+        self._checked_keys: set[frozenset[str]] = set()  # context keys every step's functions take
         self.register_load_state_dict_pre_hook(map_v1_keys)
 
     def extra_repr(self) -> str:
@@ -186,9 +187,10 @@ class ODENet(nn.Module):
         if self._adaptive is not None:
             self._adaptive.check_context(context)
             return Carry(self._adaptive(u, False, context))
-        if context:
+        if context and frozenset(context) not in self._checked_keys:
             for step in self.layers:
                 step.check_context(context)
+            self._checked_keys.add(frozenset(context))
         if past and self._has_coefficients and not self.carry_in:
             raise ValueError(f"this {self.spec.label!r} net was handed a history but built without carry_in=True, "
                              "so its first steps have no coefficients to use it: build later stages with "
