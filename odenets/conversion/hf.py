@@ -6,7 +6,6 @@ takes the block's call arguments (the attention mask, the rotary cos/sin, the ke
 cache) as the steps' context; the MLP step takes and ignores them."""
 from __future__ import annotations
 
-import copy
 import json
 import os
 from pathlib import Path
@@ -110,8 +109,7 @@ def remember(model: nn.Module, solver, options: dict) -> None:
         json.dumps(record)
     except TypeError:
         return  # options that are not data (a module): from_pretrained will say it has no record
-    model.config = copy.deepcopy(model.config)
-    model.config.odenets = record
+    model.config.odenets = record  # the copy's config, which its submodels share
 
 
 def from_pretrained(path: Union[str, os.PathLike]) -> nn.Module:

@@ -59,9 +59,10 @@ def _hidden_states_requested():
     """Where Hugging Face's ``output_hidden_states`` collects each block's output in this
     forward pass (a function taking one state), or None when nobody asked."""
     module = sys.modules.get("transformers.utils.output_capturing")
-    if module is None:
+    collector = getattr(module, "_active_collector", None)  # transformers 5's hook-based capture
+    if collector is None:
         return None
-    collected: Optional[dict] = module._active_collector.get()
+    collected: Optional[dict] = collector.get()
     if not collected:
         return None
     if "attentions" in collected:
