@@ -27,7 +27,25 @@ def llama():
     return transformers.LlamaForCausalLM(config).eval()
 
 
-MODELS = {"gpt2": gpt2, "llama": llama}
+def mistral():
+    """Llama's block form under Mistral's names (and its sliding-window cache layers)."""
+    torch.manual_seed(0)
+    config = transformers.MistralConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
+                                        sliding_window=16, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    return transformers.MistralForCausalLM(config).eval()
+
+
+def qwen2():
+    """Llama's block form with biases on the query, key and value projections."""
+    torch.manual_seed(0)
+    config = transformers.Qwen2Config(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
+                                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    return transformers.Qwen2ForCausalLM(config).eval()
+
+
+MODELS = {"gpt2": gpt2, "llama": llama, "mistral": mistral, "qwen2": qwen2}
 
 
 def padded_batch():
