@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from odenets import ODENet
+from odenets import Carry, ODENet
 
 F64 = torch.float64
 
@@ -62,26 +62,27 @@ def test_revnet_pair_and_integrate_take_context():
     x, y = u0.chunk(2, dim=1)
     x = x + F(y, cond=c)
     y = y + G(x, cond=c)
-    torch.testing.assert_close(net.integrate(net_carry(u0), context={"cond": c}).u, torch.cat([x, y], 1))
+    torch.testing.assert_close(net.integrate(Carry(u0), context={"cond": c}).u, torch.cat([x, y], 1))
     torch.testing.assert_close(net.inverse(torch.cat([x, y], 1), cond=c), u0)
 
 
-def net_carry(u):
-    from odenets.odenet import Carry
-    return Carry(u)
-
-
-@pytest.mark.parametrize("solver", ["polynet", "lm+sd"])
+@pytest.mark.parametrize("solver", ["polynet", "lm+sd", "euler+ss"])
 def test_schemes_and_noise_wrappers_pass_the_context(solver):
+    """Against the same net over blocks whose condition is fixed, in training mode (the
+    noise drawn) under one seed."""
     torch.manual_seed(0)
-    blocks = [Conditioned() for _ in range(3)]
-    net = ODENet(blocks, solver).eval()
+    pair = solver.endswith("+ss")
+    blocks = [(Conditioned(), Conditioned()) if pair else Conditioned() for _ in range(3)]
     u0, c = torch.randn(5, 4, dtype=F64), torch.randn(5, 3, dtype=F64)
-    plain = ODENet([_Fixed(b, c) for b in blocks], solver).eval()
-    plain.load_state_dict({k.replace("fns.", "fns."): v for k, v in net.state_dict().items()}, strict=False)
+    fixed = [tuple(_Fixed(f, c) for f in b) if pair else _Fixed(b, c) for b in blocks]
+    net, plain = ODENet(blocks, solver, survival=0.5 if "sd" in solver else None), ODENet(fixed, solver)
     for a, b in zip(net.coefficients(), plain.coefficients()):
         b.data.copy_(a.data)
-    torch.testing.assert_close(net(u0, cond=c), plain(u0))
+    for seed in range(3):
+        torch.manual_seed(seed)
+        got = net(u0, cond=c)
+        torch.manual_seed(seed)
+        torch.testing.assert_close(got, plain(u0))
 
 
 class _Fixed(nn.Module):
