@@ -18,31 +18,27 @@ def gpt2():
     return transformers.GPT2LMHeadModel(config).eval()
 
 
-def llama():
+def _llama_form(config_class, model_class, **extra):
     """Rotary position embeddings and grouped-query attention (4 query heads, 2 key-value)."""
     torch.manual_seed(0)
-    config = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
-                                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    return transformers.LlamaForCausalLM(config).eval()
+    config = config_class(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
+                          bos_token_id=1, eos_token_id=2, pad_token_id=0, **extra)
+    return model_class(config).eval()
+
+
+def llama():
+    return _llama_form(transformers.LlamaConfig, transformers.LlamaForCausalLM)
 
 
 def mistral():
     """Llama's block form under Mistral's names (and its sliding-window cache layers)."""
-    torch.manual_seed(0)
-    config = transformers.MistralConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
-                                        sliding_window=16, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    return transformers.MistralForCausalLM(config).eval()
+    return _llama_form(transformers.MistralConfig, transformers.MistralForCausalLM, sliding_window=16)
 
 
 def qwen2():
     """Llama's block form with biases on the query, key and value projections."""
-    torch.manual_seed(0)
-    config = transformers.Qwen2Config(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
-                                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    return transformers.Qwen2ForCausalLM(config).eval()
+    return _llama_form(transformers.Qwen2Config, transformers.Qwen2ForCausalLM)
 
 
 MODELS = {"gpt2": gpt2, "llama": llama, "mistral": mistral, "qwen2": qwen2}
@@ -58,12 +54,15 @@ def padded_batch():
     return ids, mask
 
 
+def original_and_converted(name: str, solver: str):
+    model = MODELS[name]()
+    return (model, odenets.convert(model, solver=solver), *padded_batch())
+
+
 @pytest.mark.parametrize("solver", ["euler", "lm"])
 @pytest.mark.parametrize("name", MODELS)
 def test_same_logits_loss_and_hidden_states_on_a_padded_batch(name, solver):
-    model = MODELS[name]()
-    converted = odenets.convert(model, solver=solver)
-    ids, mask = padded_batch()
+    model, converted, ids, mask = original_and_converted(name, solver)
     want = model(ids, attention_mask=mask, labels=ids, output_hidden_states=True)
     got = converted(ids, attention_mask=mask, labels=ids, output_hidden_states=True)
     torch.testing.assert_close(got.logits, want.logits, rtol=0, atol=1e-5)
@@ -76,9 +75,7 @@ def test_same_logits_loss_and_hidden_states_on_a_padded_batch(name, solver):
 @pytest.mark.parametrize("solver", ["euler", "lm"])
 @pytest.mark.parametrize("name", MODELS)
 def test_greedy_generation_with_the_cache_returns_the_original_tokens(name, solver):
-    model = MODELS[name]()
-    converted = odenets.convert(model, solver=solver)
-    ids, mask = padded_batch()
+    model, converted, ids, mask = original_and_converted(name, solver)
     kwargs = dict(attention_mask=mask, max_new_tokens=6, do_sample=False, use_cache=True)
     torch.testing.assert_close(converted.generate(ids, **kwargs), model.generate(ids, **kwargs))
 
