@@ -69,8 +69,10 @@ class ODENet(nn.Module):
         checkpoint: recompute each step in the backward pass (less memory, more time).
         memory_efficient: for an invertible scheme (``revnet``, ``momentum``): rebuild the
             states from the output in the backward pass, so activation memory does not grow
-            with depth. Dropout (any random draw inside f) trains as with plain backprop:
-            each function evaluation's random state is saved (about 5 KB each) and replayed.
+            with depth; bit for bit for a scheme that declares ``exact_reversal`` (revnet,
+            momentum: docs/exact-reversal.md), checked for drift otherwise. Dropout (any
+            random draw inside f) trains as with plain backprop: the random state of each
+            function evaluation that draws is saved (about 5 KB each) and replayed.
         carry_in: this net continues the history of an earlier one (a later stage of a
             network, see :meth:`integrate`). Without it the first steps, whose history is
             too short for a multistep scheme, get no trained coefficients.

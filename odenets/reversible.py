@@ -30,9 +30,10 @@ generator, and the CUDA generator of the state's device for a CUDA state), and t
 backward pass evaluates the function under that state again, in the inverse as in the
 recomputation, so each evaluation sees its forward draws (revnet's inverse calls G before
 F, so each function has its own record). The cost is one saved state per function
-evaluation: about 5 KB for the CPU generator (16 bytes more for a CUDA one), e.g. 10 KB
-per revnet step, whatever the batch. The backward pass leaves the caller's random streams
-where they were.
+evaluation that draws: about 5 KB for the CPU generator (16 bytes more for a CUDA one),
+e.g. 10 KB per revnet step with dropout, whatever the batch; an evaluation that draws
+nothing (the generators stand still until the next) keeps none. The backward pass leaves
+the caller's random streams where they were.
 """
 from __future__ import annotations
 
@@ -222,7 +223,8 @@ class _Reversible(torch.autograd.Function):
                             dtype=torch.get_autocast_dtype(device))
         ctx.device = u.device
         ctx.lengths = []  # how many records each step was handed
-        ctx.draws = [_Draws(u.device) for _ in steps]
+        calls: list = []  # every evaluation's record, in the order of the calls
+        ctx.draws = [_Draws(u.device, calls) for _ in steps]
         ctx.rebuild = rebuild = rebuild(steps, u, past, context)
         length = len(past)
         with torch.no_grad():
@@ -233,6 +235,7 @@ class _Reversible(torch.autograd.Function):
                 length = min(length + 1, step.scheme.history)
             u, past = rebuild.result()
             past = past[:length]
+        _forget_unused(calls, u.device)
         flat, out_template = _flatten(past)
         shape.append(out_template)
         ctx.save_for_backward(*rest[n_past:n_past + n_context], *rebuild.pack())
@@ -281,13 +284,14 @@ class _Draws:
     """The random state each evaluation of one step's functions starts from: recorded in
     the forward pass, set again before the same evaluation in the backward pass."""
 
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.states: defaultdict[int, list[RandomState]] = defaultdict(list)  # per function, per evaluation
+    def __init__(self, device: torch.device, calls: list):
+        self.device, self.calls = device, calls
+        # per function, per evaluation; None for one that drew nothing
+        self.states: defaultdict[int, list[Optional[RandomState]]] = defaultdict(list)
 
     def record(self, i: int) -> None:
-        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        self.states[i].append((torch.get_rng_state(), cuda))
+        self.states[i].append(_random_state(self.device))
+        self.calls.append((self, i, len(self.states[i]) - 1))
 
     def replay(self) -> Callable[[int], None]:
         """A hook that gives the k-th evaluation of function i the state the forward
@@ -295,12 +299,28 @@ class _Draws:
         seen: Counter[int] = Counter()
 
         def hook(i: int) -> None:
-            cpu, cuda = self.states[i][seen[i]]
+            state = self.states[i][seen[i]]
             seen[i] += 1
+            if state is None:  # it drew nothing
+                return
+            cpu, cuda = state
             torch.set_rng_state(cpu)
             if cuda is not None:
                 torch.cuda.set_rng_state(cuda, self.device)
         return hook
+
+
+def _random_state(device: torch.device) -> RandomState:
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _forget_unused(calls: list, device: torch.device) -> None:
+    """Drop the record of every evaluation that drew nothing (the generators stood still
+    until the next evaluation): a network without dropout keeps no random states."""
+    states = [draws.states[i][k] for draws, i, k in calls] + [_random_state(device)]
+    for (draws, i, k), state, after in zip(calls, states, states[1:]):
+        if torch.equal(state[0], after[0]) and (state[1] is None or torch.equal(state[1], after[1])):
+            draws.states[i][k] = None
 
 
 def _forked_random(device: torch.device):

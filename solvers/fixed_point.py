@@ -52,6 +52,7 @@ class FixedPoint:
         self.bits = 48 if dtype == torch.float64 else 32
         self.step = 0
         self.stack: list[tuple[int, Tensor]] = []
+        self._ratios: dict[float, tuple[int, int]] = {}
 
     def fixed(self, x: Tensor, scale: Number = 1.0) -> Tensor:
         """round(scale x 2^bits) as int64 (computed in float64, deterministically)."""
@@ -81,10 +82,12 @@ class FixedPoint:
         small integers (0.9 = 9 / 10), else the nearest such fraction (within 2^-30 of it,
         most often far closer). gamma must lie in [2^-24, 1)."""
         g = float(gamma) if not isinstance(gamma, Tensor) else float(gamma.detach())  # one number
-        if not _SMALLEST_RATIO <= g < 1:
-            raise FixedPointRange(f"exact reversal multiplies by a ratio in [2^-24, 1); got {g!r}")
-        r = Fraction(g).limit_denominator(_DENOMINATOR)
-        return r.numerator, r.denominator
+        if g not in self._ratios:
+            if not _SMALLEST_RATIO <= g < 1:
+                raise FixedPointRange(f"exact reversal multiplies by a ratio in [2^-24, 1); got {g!r}")
+            r = Fraction(g).limit_denominator(_DENOMINATOR)
+            self._ratios[g] = r.numerator, r.denominator
+        return self._ratios[g]
 
     def scale_down(self, V: Tensor, ratio: tuple[int, int], buffer: Tensor) -> tuple[Tensor, Tensor]:
         """(floor(V n / d), buffer with V's digit pushed): the exact multiplication by the
@@ -99,8 +102,8 @@ class FixedPoint:
     def scale_up(self, W: Tensor, ratio: tuple[int, int], buffer: Tensor) -> tuple[Tensor, Tensor]:
         """The V and buffer that :meth:`scale_down` took to (W, buffer)."""
         start, count = _preimage(W, *ratio)
-        V = start + buffer % count
-        buffer = buffer.div(count, rounding_mode="floor")
+        rest = buffer.div(count, rounding_mode="floor")
+        V, buffer = start + (buffer - rest * count), rest
         chunk = self._pop()
         if chunk is not None:
             buffer = buffer * _CHUNK + (chunk.long() + 2 ** 31)
@@ -119,12 +122,14 @@ def _floor_times(V: Tensor, n: int, d: int) -> Tensor:
 
 
 def _preimage(W: Tensor, n: int, d: int) -> tuple[Tensor, Tensor]:
-    """The integers V with floor(V n / d) = W: ``count`` of them from ``start``."""
-    start = _ceil_over(W, n, d)
-    return start, _ceil_over(W + 1, n, d) - start
-
-
-def _ceil_over(W: Tensor, n: int, d: int) -> Tensor:
-    """ceil(W d / n) without overflow: W = q n + r, 0 <= r < n."""
+    """The integers V with floor(V n / d) = W: ``count`` of them from
+    start = ceil(W d / n). With W d = start n - b (0 <= b < n) and d = c n + e (0 <= e < n),
+    count = c + (e > b). W = q n + r and r d = k n + m keep every product below 2^61."""
+    c, e = divmod(d, n)
     q = W.div(n, rounding_mode="floor")
-    return q * d - (-((W - q * n) * d)).div(n, rounding_mode="floor")
+    rd = (W - q * n) * d
+    k = rd.div(n, rounding_mode="floor")
+    m = rd - k * n
+    up = m > 0
+    start = q * d + k + up
+    return start, c + (torch.where(up, n - m, 0) < e)
