@@ -28,19 +28,22 @@ class ListStage(nn.Module):
         super().__init__()
         self.stage = stage
         self.per_block = per_block
-        self._signature = inspect.signature(block.forward)
-        self._state = next(iter(self._signature.parameters))
+        params = inspect.signature(block.forward).parameters.values()
+        self._positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self._named = {p.name for p in params if p.kind != p.VAR_POSITIONAL}
+        self._any_keyword = any(p.kind == p.VAR_KEYWORD for p in params)
 
     def forward(self, *args, **kwargs) -> Tensor:
-        bound = self._signature.bind(*args, **kwargs).arguments
-        context: dict = {}
-        for name, value in bound.items():
-            kind = self._signature.parameters[name].kind
-            if kind == inspect.Parameter.VAR_KEYWORD:
-                context.update(value)
-            elif kind != inspect.Parameter.VAR_POSITIONAL and name != self._state:
-                context[name] = value
-        x = bound[self._state]
+        """Bound as the block's signature binds (without inspect.bind's cost on every call)."""
+        if len(args) > len(self._positional):
+            raise TypeError(f"a block takes at most {len(self._positional)} positional arguments, got {len(args)}")
+        context = dict(zip(self._positional, args))
+        for key, value in kwargs.items():
+            if key in context or (key not in self._named and not self._any_keyword):
+                raise TypeError(f"a block got {'two values' if key in context else 'an unexpected argument'} "
+                                f"for {key!r}")
+            context[key] = value
+        x = context.pop(self._positional[0])
         for key in CACHE_KEYS:
             if context.get(key) is not None:
                 context[key] = Evaluations(context[key])
