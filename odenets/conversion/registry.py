@@ -15,7 +15,7 @@ DOCS = "docs/any-network.md"
 class Residual:
     """One residual sub-step of a block, x -> activation(shortcut(x) + branch(x)): the
     branch f_n, the shortcut P (None: the identity) and what follows the addition (None:
-    nothing; torchvision's ReLU)."""
+    nothing; torchvision's ReLU; a post-norm block's LayerNorm, its own for each sub-step)."""
 
     branch: nn.Module
     shortcut: Optional[nn.Module] = None
