@@ -128,7 +128,8 @@ class StochasticDepth(Noisy):
 
 class Expectation(Noisy):
     """Eval-mode stochastic depth: E[S(b f)] = p S(f) + (1 - p) S(0), b ~ Bernoulli(p).
-    The f-value a multistep scheme keeps is scaled to its mean p f."""
+    What a step keeps for the next (a multistep scheme's f-value, momentum's velocity) is
+    the mean of the two, as the state is."""
 
     def __init__(self, scheme: Scheme, p: float):
         super().__init__(scheme)
@@ -169,8 +170,9 @@ class Expectation(Noisy):
 
         out, record = advance(pack([recording(i, g) for i, g in enumerate(fields)]))
         # the zero field has f's own output shape, which a shape-changing step's f does not share with its input
-        zero, _ = advance(pack([(lambda t, x, i=i: torch.zeros_like(outputs[i])) for i in range(len(fields))]))
-        return torch.lerp(zero, out, self.p), record._replace(f=None if record.f is None else self.p * record.f)
+        zero, kept = advance(pack([(lambda t, x, i=i: torch.zeros_like(outputs[i])) for i in range(len(fields))]))
+        f = None if record.f is None else torch.lerp(kept.f, record.f, self.p)  # p f, or momentum's mean velocity
+        return torch.lerp(zero, out, self.p), record._replace(f=f)
 
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
         return self._expected(lambda g: self.inner.step(g, t, dt, u, past, **params), f)

@@ -41,6 +41,10 @@ class Scheme:
       them to ``step`` as keyword arguments;
     - ``invertible``: :meth:`inverse` recovers a step's input from its output, so a
       network can train without storing its states;
+    - ``exact_reversal``: the step also runs on a fixed-point carrier
+      (:meth:`fixed_encode`, :meth:`fixed_step`, :meth:`fixed_inverse`,
+      :meth:`fixed_decode`; :mod:`odenets.solvers.fixed_point`) on which its inverse
+      rebuilds the input bit for bit, at any depth;
     - ``skips_functions``: a training step may leave its functions unevaluated (a
       dropped block), so their parameters may get no gradient (DDP must be told);
     - ``euler_options``: options under which the step is the forward-Euler step
@@ -64,6 +68,7 @@ class Scheme:
     splits_state: bool = False
     trained: tuple[str, ...] = ()
     invertible: bool = False
+    exact_reversal: bool = False
     skips_functions: bool = False
     euler_options: Optional[dict] = None
 
@@ -114,6 +119,29 @@ class Scheme:
         for a scheme that declares ``invertible``. ``past_n`` may be longer than the
         history step n was given; the caller keeps what it needs."""
         raise NotImplementedError(f"{type(self).__name__} is not invertible")
+
+    # -- exact reversal (``exact_reversal``): the step on a fixed-point carrier --------------
+    # A carrier is a tuple of int64 tensors, ``fx`` the FixedPoint of the run (its scale and
+    # the stack of dropped bits); the float step computed at the decoded states gives the
+    # gradients.
+
+    def fixed_encode(self, dt: float, u: Tensor, past: Past, fx) -> tuple[Tensor, ...]:
+        """The carrier of (u, past)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no exact reversal")
+
+    def fixed_decode(self, dt: float, carrier: tuple[Tensor, ...], fx) -> tuple[Tensor, Past]:
+        """(u, past) in floats from a carrier; the history may be longer than a step was given."""
+        raise NotImplementedError(f"{type(self).__name__} declares no exact reversal")
+
+    def fixed_step(self, f, t: float, dt: float, carrier: tuple[Tensor, ...], fx,
+                   **params: Tensor) -> tuple[Tensor, ...]:
+        """The step on the carrier; every bit it drops goes to ``fx``."""
+        raise NotImplementedError(f"{type(self).__name__} declares no exact reversal")
+
+    def fixed_inverse(self, f, t: float, dt: float, carrier: tuple[Tensor, ...], fx,
+                      **params: Tensor) -> tuple[Tensor, ...]:
+        """The carrier :meth:`fixed_step` was given, bit for bit."""
+        raise NotImplementedError(f"{type(self).__name__} declares no exact reversal")
 
     @property
     def can_change_shape(self) -> bool:

@@ -258,7 +258,10 @@ def _visited_steps(model: nn.Module, x: Tensor) -> list[StepView]:
     def spy(name: str, net: ODENet):
         integrate = net.integrate
 
-        def recording(carry, trajectory=None):
+        def recording(carry, trajectory=None, context=None):
+            if context:
+                raise ValueError(f"step spectra take each step's Jacobian in u alone; the ODENet {name or '<model>'} "
+                                 "was handed a context (its steps' functions take more than the state)")
             states = [carry.u]
             runs.append((name, net, states))
             out = integrate(carry, trajectory=states)
