@@ -32,6 +32,11 @@ from .statistics import compare
 from .train import Progress, command, fit
 
 SOLVERS = ("euler", "lm", "midpoint", "rk4", "polynet", "revnet", "lm+sd")
+SEEDS = 5
+THREADS = 1
+"""A study's CPU threads per run unless --threads says otherwise: one, so that its table
+is the same on every machine (float sums split over other thread counts differ in the
+last bits) and its small runs go side by side, one per core, instead of fighting for them."""
 COLUMNS = ("name", "model", "solver", "parameters", "evaluations", "acc_mean", "acc_std", "err_mean", "err_std",
            "seeds", "baseline", "diff_mean", "ci_low", "ci_high", "p_value", "paired", "verdict", "detectable",
            "paper_error", "seconds")
@@ -51,22 +56,21 @@ def register(subparsers) -> None:
                                           "interval, a p-value and a verdict. With no arguments: resnet20 on the "
                                           "digits, a few minutes on a 2-core CPU.")
     config.add_arguments(p, solver=False)
-    settings_file.add_argument(p)
+    settings_file.add_argument(p, alternatives=(("model", "models"),))
     p.add_argument("--models", metavar="A,B,...", help="comma-separated architectures: runs the grid models x "
                    "solvers x seeds, rows named model/solver (default: --model)")
-    p.add_argument("--solvers", default=",".join(SOLVERS),
+    p.add_argument("--solvers",
                    help=f"comma-separated solvers; +sd adds stochastic depth (default: {','.join(SOLVERS)})")
-    p.add_argument("--seeds", type=int, default=5, help="runs per row, with seeds --seed, --seed + 1, ... "
-                   "(default 5)")
+    p.add_argument("--seeds", type=int, help=f"runs per row, with seeds --seed, --seed + 1, ... (default {SEEDS})")
     p.add_argument("--baseline", metavar="NAME", help="the row the others are compared with: a solver (with "
                    "several models, each model's row under it) or a row model/solver (default: the first solver)")
     p.add_argument("--label", metavar="TEXT", help="a line shown above the table and on the figures, e.g. what "
                    "the study stands in for")
     p.add_argument("--paper-error", action="append", metavar="NAME=ERROR", help="a published test error (%%) "
                    "to show beside row NAME (repeatable)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="train N runs at once, each in its own "
-                   "process: on its own GPU where there are several, else with its share of the CPU cores "
-                   "(default 1)")
+    p.add_argument("--jobs", type=int, metavar="N", help="train N runs at once, each in its own process: on its "
+                   "own GPU where there are several, else on its --threads (default 1) of the CPU (default: one "
+                   "per GPU, else one per core)")
     p.add_argument("--shard", metavar="I/N", help="train only this command's share of the runs, I of N (run k of "
                    "the study goes to shard k %% N + 1), e.g. as task I of a cluster's array job; the same "
                    "command without --shard then trains what is missing and prints the table")
@@ -84,6 +88,8 @@ class Study:
     plan: dict[str, list[Config]]
     baselines: dict[str, str]
     paper: dict[str, float]
+    seeds: int
+    jobs: int
     shard: Optional[tuple[int, int]] = None
 
     @property
@@ -106,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     study = plan(args)
     if args.label and not study.given.quiet:
         print(args.label, flush=True)
-    done = train(study, args.jobs, getattr(args, "argv", None))
+    done = train(study, study.jobs, getattr(args, "argv", None))
     if study.shard:
         todo, (i, n) = study.todo, study.shard
         runs = ", ".join(f"{study.rows[cfg.out]} seed {cfg.seed}" for cfg in todo) or "none (more shards than runs)"
@@ -123,20 +129,25 @@ def plan(args: argparse.Namespace) -> Study:
     given, _ = config.from_args(args)
     if args.models and args.model:
         raise UsageError("give --model or --models, not both")
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.jobs < 1:
+    seeds = SEEDS if args.seeds is None else args.seeds
+    if seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {seeds}")
+    if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1 (runs trained at once), got {args.jobs}")
-    shard = jobs.parse_shard(args.shard) if args.shard else None
+    if given.seed + seeds - 1 >= 2**64:
+        raise UsageError(f"--seed {given.seed} with --seeds {seeds} reaches seed {given.seed + seeds - 1}; the "
+                         f"seeds must be below 2**64 (64-bit seeds): give --seed at most {2**64 - seeds}")
+    shard = jobs.parse_shard(args.shard) if args.shard is not None else None
     models = _names(args.models, "--models") if args.models else [given.resolved().model]
-    specs = _names(args.solvers, "--solvers")
+    specs = _names(",".join(SOLVERS) if args.solvers is None else args.solvers, "--solvers")
     out = Path(args.out or f"runs/ablate-{given.data}-{'-'.join(models)}")
-    rows = {name: [_config(given, model, spec, given.seed + i, out / "runs" / name) for i in range(args.seeds)]
+    rows = {name: [_config(given, model, spec, given.seed + i, out / "runs" / name) for i in range(seeds)]
             for name, (model, spec) in _rows(models, specs).items()}
     for cfgs in rows.values():
         cfgs[0].check()
     return Study(given, models, specs, out, rows, _baselines(args.baseline or specs[0], models, specs),
-                 _paper_errors(args.paper_error or [], rows), shard)
+                 _paper_errors(args.paper_error or [], rows), seeds, args.jobs or jobs.default_jobs(given.device),
+                 shard)
 
 
 def train(study: Study, parallel: int, argv: Optional[list[str]]) -> dict[str, dict]:
@@ -193,12 +204,12 @@ def report(study: Study, done: dict[str, dict], args: argparse.Namespace) -> Non
     results = {name: [done[cfg.out] for cfg in cfgs] for name, cfgs in study.plan.items()}
     rows = table(results, study.baselines, study.paper)
     first = study.runs[0]
-    title = f"{', '.join(study.models)} on {first.data}, {first.epochs} epochs, {args.seeds} seed(s) each"
+    title = f"{', '.join(study.models)} on {first.data}, {first.epochs} epochs, {study.seeds} seed(s) each"
     if first.train_subset:
         title += f", {first.train_subset:,} training images"
     title = "\n".join(filter(None, [args.label, title]))
     shared = {k: v for k, v in asdict(first).items() if k not in ("model", "solver", "seed", "out")}
-    settings = {"models": study.models, "solvers": study.specs, "seeds": args.seeds,
+    settings = {"models": study.models, "solvers": study.specs, "seeds": study.seeds,
                 "baseline": args.baseline or study.specs[0], "label": args.label, "paper_error": study.paper,
                 "config": args.config, "run": {**shared, "options": study.given.options}}  # resolved, as row 1 ran
     print(format_table(rows, title))
@@ -253,7 +264,9 @@ def _paper_errors(pairs: list[str], plan: dict) -> dict[str, float]:
 
 
 def _config(given: Config, model: str, spec: str, seed: int, folder: Path) -> Config:
-    return replace(given, model=model, solver=spec, seed=seed, out=str(folder / f"seed{seed}")).resolved()
+    threads = THREADS if given.threads is None else given.threads
+    return replace(given, model=model, solver=spec, seed=seed, threads=threads,
+                   out=str(folder / f"seed{seed}")).resolved()
 
 
 def run_one(cfg: Config, progress: Optional[Progress] = None) -> tuple[dict, bool]:

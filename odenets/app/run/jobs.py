@@ -3,8 +3,8 @@ machines that share a file system (``--shard``).
 
 :func:`run` trains a list of runs on ``jobs`` processes at once, each started fresh with
 'spawn' (no state shared, no CUDA forked): on a machine with several GPUs each takes its
-own (cuda:<slot>), on a CPU each gets an equal share of the cores as its torch threads,
-unless OMP_NUM_THREADS says otherwise. A SIGINT or SIGTERM stops starting runs and is
+own (cuda:<slot>); on a CPU each runs on the threads its settings name (a study gives each
+run one, :func:`default_jobs` runs as many at once as there are cores). A SIGINT or SIGTERM stops starting runs and is
 passed on to the running ones, which finish their step, save and stop; each run holds
 its folder's lock, so two processes never write one run. :func:`share` is a shard's
 deterministic part of a study: run k of the plan goes to shard k % N + 1.
@@ -63,11 +63,23 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def placed(cfg: Config, slot: int, jobs: int) -> Config:
-    """``cfg`` as job ``slot`` of ``jobs`` runs it: on GPU ``slot`` (modulo their number)
-    when the machine has several and no --device names one, with --threads if given,
-    else the cores divided among the jobs unless OMP_NUM_THREADS is set; quiet, as
-    progress bars of several processes would overwrite each other."""
+def default_jobs(device: Optional[str]) -> int:
+    """How many runs a study trains at once unless told: one per GPU where the runs go to
+    GPUs (``device`` None or cuda) and there are several, else one per CPU core."""
+    if device in (None, "cuda"):
+        import torch
+
+        if torch.cuda.device_count() >= 1:
+            return torch.cuda.device_count()
+    if device is not None and device.startswith("cuda"):
+        return 1
+    return cores()
+
+
+def placed(cfg: Config, slot: int) -> Config:
+    """``cfg`` as job ``slot`` runs it: on GPU ``slot`` (modulo their number) when the
+    machine has several and no --device names one; quiet, as progress bars of several
+    processes would overwrite each other. Its CPU threads are its settings' own."""
     device = cfg.device
     if cfg.device in (None, "cuda"):
         import torch
@@ -75,10 +87,7 @@ def placed(cfg: Config, slot: int, jobs: int) -> Config:
         gpus = torch.cuda.device_count()
         if gpus > 1:
             device = f"cuda:{slot % gpus}"
-    threads = cfg.threads
-    if threads is None and "OMP_NUM_THREADS" not in os.environ:
-        threads = max(1, cores() // jobs)
-    return replace(cfg, device=device, threads=threads, quiet=True)
+    return replace(cfg, device=device, quiet=True)
 
 
 def run(work: Work, cfgs: Sequence[Config], jobs: int = 1,
@@ -144,7 +153,7 @@ class _Pool:
 
     def _start(self, index: int, cfg: Config) -> None:
         slot = min(set(range(self.jobs)) - {s for _, _, s, _ in self.running.values()})
-        cfg = placed(cfg, slot, self.jobs)
+        cfg = placed(cfg, slot)
         receive, send = self.context.Pipe(duplex=False)
         process = self.context.Process(target=_work, args=(self.work, cfg, send, self.stopped),
                                        name=f"odenets-job{slot}")
