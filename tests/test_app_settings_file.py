@@ -82,7 +82,7 @@ def test_the_parser_reads_its_command_line_once(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "run", lambda args: calls.append(args.epochs) and 0)
     argv = ["train", "--config", str(path), "--model", "resnet8"]
     assert cli.main(argv) == 0
-    assert [c for c in calls if "resnet8" in c] == [argv, argv[1:]]  # the program's parser, then the command's
+    assert [c for c in calls[:-1] if "resnet8" in c] == [argv, argv[1:]]  # the program's parser, then the command's
     assert calls[-1] == 3  # the file's epochs reached the command
 
 
