@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -22,6 +23,7 @@ from typing import Optional
 
 from odenets.hints import describe, fits
 
+from ..data.identity import identity, mismatch
 from ..errors import CheckpointError, Interrupted, UsageError
 from ..run import checkpoint, jobs, lock, metrics
 from ..run.job_progress import JobProgress
@@ -280,6 +282,10 @@ def run_one(cfg: Config, progress: Optional[Progress] = None) -> tuple[dict, boo
         if done.exists():
             result = read_result(done)
             _same(cfg, result["config"], done)
+            other = mismatch(result.get("data_identity"), identity(cfg.data, cfg.data_dir))
+            if other:
+                raise UsageError(f"{done} belongs to a run on other data: {other}. Use another --out for a study "
+                                 "of this data")
             return result, True
         state = None
         if (folder / "checkpoint.pt").exists():
@@ -312,7 +318,33 @@ def read_result(path: Path) -> dict:
     for i, row in enumerate(result["history"]):
         check(row, HISTORY, f"history[{i}] ")
     config.validate(result["config"], f"{path} is damaged: its config")
+    for where, acc in [("test_acc", result["test_acc"])] + [(f"history[{i}] test_acc", row["test_acc"])
+                                                           for i, row in enumerate(result["history"])]:
+        if not 0 <= acc <= 1:  # NaN too
+            raise damaged(f"{where} is {acc!r}, not an accuracy between 0 and 1")
+    for key in ("test_loss", "seconds"):
+        if not 0 <= result[key] < math.inf:
+            raise damaged(f"{key} is {result[key]!r}, not a finite number >= 0")
+    epochs, history = result["config"]["epochs"], result["history"]
+    if len(history) != epochs or result["test_acc"] != history[-1]["test_acc"]:
+        raise damaged(f"its history does not end in its result: {len(history)} epoch(s) of the run's {epochs}, "
+                      f"the last with test_acc {history[-1]['test_acc'] if history else None!r}, the result's "
+                      f"{result['test_acc']!r}")
+    last = _last_metrics(path.parent / "metrics.jsonl")
+    if last is not None and (last.get("epoch"), last.get("test_acc")) != (epochs, result["test_acc"]):
+        raise damaged(f"the run's last line of metrics.jsonl (epoch {last.get('epoch')!r}, test_acc "
+                      f"{last.get('test_acc')!r}) disagrees with its test_acc {result['test_acc']!r} after epoch "
+                      f"{epochs}")
     return result
+
+
+def _last_metrics(path: Path) -> Optional[dict]:
+    """The last line of a run's metrics.jsonl as a dict, or None where the file is gone or unreadable."""
+    try:
+        last = json.loads(path.read_text().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return last if isinstance(last, dict) else None
 
 
 def _same(cfg: Config, saved: dict, path: Path) -> None:

@@ -35,8 +35,12 @@ def key(root: Path, files: Sequence[str], decoding: dict) -> str:
     """A hash of ``decoding`` and each file's name (relative to ``root``), size and mtime."""
     h = hashlib.sha256(json.dumps({"version": VERSION, **decoding}, sort_keys=True).encode())
     for f in files:
-        st = os.stat(f)
-        h.update(f"{os.path.relpath(f, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        try:
+            st = os.stat(f)
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:  # a broken symlink or a loop: decoding it reports it
+            size = mtime = -1
+        h.update(f"{os.path.relpath(f, root)}\0{size}\0{mtime}\n".encode())
     return h.hexdigest()[:40]
 
 
