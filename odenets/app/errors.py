@@ -55,6 +55,11 @@ class NonFiniteLoss(AppError):
     """The loss or the weights became NaN or infinite."""
 
 
+class RunFailed(AppError):
+    """A run of a study ended without its result: its process was killed, or it failed
+    with an error of no kind above."""
+
+
 class Interrupted(AppError):
     """SIGINT/SIGTERM: the run saved a checkpoint and stopped (exit status 128 + signal)."""
 

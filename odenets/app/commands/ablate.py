@@ -24,7 +24,7 @@ from typing import Optional
 from odenets.hints import describe, fits
 
 from ..data.identity import identity, mismatch
-from ..errors import CheckpointError, Interrupted, UsageError
+from ..errors import CheckpointError, Interrupted, RunFailed, UsageError
 from ..run import checkpoint, jobs, lock, metrics
 from ..run.job_progress import JobProgress
 from ..settings import config, settings_file
@@ -195,6 +195,9 @@ def train(study: Study, parallel: int, argv: Optional[list[str]]) -> dict[str, d
     except Interrupted as e:
         raise Interrupted(f"{e}\nrerun the same command to go on (finished runs are reused):\n  "
                           f"{command(argv)}", e.exit_code - 128) from None
+    except RunFailed as e:
+        raise RunFailed(f"{e}\nrerun the same command to go on (finished runs are reused, stopped ones resume from "
+                        f"their checkpoints, the failed one from its last):\n  {command(argv)}") from None
     finally:
         if shown:
             shown.close()
