@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -34,12 +35,35 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[Any], None], mo
     return path
 
 
-def remove_temporaries(folder: Union[str, os.PathLike]) -> list[Path]:
+def remove_temporaries(folder: Union[str, os.PathLike], abandoned: bool = False) -> list[Path]:
     """Remove the temporary files that interrupted :func:`atomic_write` calls (a killed
     process) left in ``folder``; return them. Call it only while no other process
-    writes there (e.g. holding the folder's lock)."""
+    writes there (e.g. holding the folder's lock), or with ``abandoned``: then only the
+    files whose writer is not running on this machine and that have not changed for
+    IDLE seconds (a writer elsewhere, on a shared file system, keeps its file changing)."""
     folder = Path(folder)
     found = [p for p in folder.iterdir() if _TEMPORARY.fullmatch(p.name) and p.is_file()] if folder.is_dir() else []
+    if abandoned:
+        found = [p for p in found if _abandoned(p)]
     for p in found:
         p.unlink(missing_ok=True)
     return found
+
+
+IDLE = 60.0
+"""Seconds without a change after which a temporary file of a process gone is abandoned."""
+
+
+def _abandoned(path: Path) -> bool:
+    pid = int(_TEMPORARY.fullmatch(path.name).group(1))
+    try:
+        os.kill(pid, 0)
+        return False  # its writer is running
+    except ProcessLookupError:
+        pass
+    except PermissionError:  # another user's process
+        return False
+    try:
+        return time.time() - path.stat().st_mtime > IDLE
+    except OSError:
+        return False
