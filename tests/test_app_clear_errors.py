@@ -93,7 +93,7 @@ def test_nan_weights_are_refused(trained, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def ablation(tmp_path_factory):
     out = tmp_path_factory.mktemp("ablation")
-    argv = ["ablate", "--model", "resnet8", "--epochs", "1", "--batch-size", "256", "--solvers", "euler", "--seeds",
+    argv = ["ablate", "--jobs", "1", "--model", "resnet8", "--epochs", "1", "--batch-size", "256", "--solvers", "euler", "--seeds",
             "1", "--out", str(out), "--quiet"]
     assert cli.main(argv) == 0
     return out, argv
