@@ -7,7 +7,7 @@ import re
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
 _TEMPORARY = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp")
 """The name of :func:`atomic_write`'s temporary file: .<name>.<pid>.<8 hex digits>.tmp"""
@@ -48,6 +48,26 @@ def remove_temporaries(folder: Union[str, os.PathLike], abandoned: bool = False)
     for p in found:
         p.unlink(missing_ok=True)
     return found
+
+
+def unwritable(path: Union[str, os.PathLike]) -> Optional[str]:
+    """Why :func:`atomic_write` could not write ``path`` (the system's reason), or None
+    when it can: checked by making its folder where missing and creating and removing a
+    temporary file there, so that work whose result goes there is not done for nothing."""
+    path = Path(path)
+    if path.is_dir():
+        return "it is a folder"
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        return f"{above} is a file, not a folder"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        probe.open("x").close()
+        probe.unlink()
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
 
 
 IDLE = 60.0

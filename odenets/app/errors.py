@@ -1,6 +1,7 @@
 """The errors the command line reports as a message and an exit status, not a traceback."""
 from __future__ import annotations
 
+import errno
 import json
 import sys
 
@@ -66,3 +67,11 @@ class Interrupted(AppError):
     def __init__(self, message: str, signum: int = 2):
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+def why(error: OSError) -> str:
+    """What an OSError of a write means, in words: "the disk is full" (or the quota is
+    used up), else the system's own text."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full"
+    return error.strerror or str(error)

@@ -24,7 +24,7 @@ from typing import Optional
 from odenets.hints import describe, fits
 
 from ..data.identity import identity, mismatch
-from ..errors import CheckpointError, Interrupted, RunFailed, UsageError
+from ..errors import CheckpointError, Interrupted, RunFailed, StorageError, UsageError, why
 from ..run import checkpoint, jobs, lock, metrics
 from ..run.job_progress import JobProgress
 from ..settings import config, settings_file
@@ -218,7 +218,13 @@ def report(study: Study, done: dict[str, dict], args: argparse.Namespace) -> Non
                 "baseline": args.baseline or study.specs[0], "label": args.label, "paper_error": study.paper,
                 "config": args.config, "run": {**shared, "options": study.given.options}}  # resolved, as row 1 ran
     print(format_table(rows, title))
-    write(study.out, rows, results, title, settings)
+    try:
+        write(study.out, rows, results, title, settings)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise StorageError(f"cannot write the study's results in {study.out}{where}: {why(e)}. Every run is saved "
+                           "in its folder: make room and rerun the same command to collect them (finished runs are "
+                           "reused)") from None
     print(f"results in {study.out}: {', '.join(FILES)}")
 
 

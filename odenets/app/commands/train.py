@@ -9,7 +9,6 @@ step late (:mod:`train_step`), so that the host never waits for the device mid-e
 from __future__ import annotations
 
 import argparse
-import errno
 import math
 import os
 import shlex
@@ -30,7 +29,7 @@ from odenets.files import remove_temporaries
 from ..data import datasets as data
 from ..data.identity import identity, mismatch
 from ..data.image_tensors import Batches, ImageTensors
-from ..errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError
+from ..errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError, why
 from ..run import checkpoint, distributed, lock, metrics, models, optimizer, precision, seeding, signals
 from ..run.distributed import Context
 from ..run.durations import duration
@@ -308,7 +307,7 @@ class _Run:
         try:
             yield
         except OSError as e:
-            reason = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else e.strerror or str(e)
+            reason = why(e)
             last = f"the last good checkpoint, {self.saved}, is intact" if self.saved else "no checkpoint was written"
             raise StorageError(f"cannot write the {what} in {self.out}: {reason}; stopped: {last}") from None
 
