@@ -203,6 +203,14 @@ def workers(pid: int) -> list[int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, ended but not yet reaped by its new parent, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def started_training(proc, out: Path) -> list[int]:
     """Wait until study ``proc`` has two workers and one has saved a checkpoint; their ids."""
     for line in proc.stdout:
@@ -223,7 +231,7 @@ def test_the_workers_of_a_study_killed_save_and_stop_with_it(tmp_path, one_by_on
     proc.kill()  # kill -9: no handler runs in the study's process
     stdout, stderr = proc.communicate(timeout=120)  # its pipes close when the workers have ended too
     assert time.monotonic() - killed < 30, stderr  # a step and a save, on a busy 2-core machine
-    assert not [pid for pid in running if Path(f"/proc/{pid}").exists()]
+    assert not [pid for pid in running if alive(pid)]
     for text in ("Traceback", "BrokenPipeError", "leaked"):
         assert text not in stderr, stderr
     assert not list(out.glob("runs/*/*/.lock"))  # every job let go of its folder at once
