@@ -213,12 +213,11 @@ def alive(pid: int) -> bool:
 
 def started_training(proc, out: Path) -> list[int]:
     """Wait until study ``proc`` has two workers and one has saved a checkpoint; their ids."""
-    for line in proc.stdout:
-        if ": started (" in line and len(workers(proc.pid)) == 2 and list(out.glob("runs/*/*/checkpoint.pt")):
-            break
-    while not list(out.glob("runs/*/*/checkpoint.pt")) or len(workers(proc.pid)) < 2:
-        time.sleep(0.2)
-    return workers(proc.pid)
+    for _ in proc.stdout:  # a line as each job starts and completes an epoch
+        running = workers(proc.pid)
+        if len(running) == 2 and list(out.glob("runs/*/*/checkpoint.pt")):
+            return running
+    raise AssertionError(f"the study ended before two of its jobs were training: {proc.wait()}")
 
 
 @pytest.mark.slow
