@@ -226,7 +226,8 @@ def _work(work: Work, cfg: Config, conn: Connection) -> None:
 
     try:
         _die_with_parent()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # until training takes them: unwind, letting go of the folder
+            signal.signal(signum, signal.default_int_handler)
         last = 0.0
 
         def report(done: int, total: int) -> None:
