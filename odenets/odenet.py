@@ -98,6 +98,10 @@ class ODENet(nn.Module):
         if activation is not None and not isinstance(activation, nn.Module):
             raise TypeError(f"activation must be an nn.Module, a sequence of them (one per step) or None, got "
                             f"{type(activation).__name__}")
+        for name, flag in (("return_trajectory", return_trajectory), ("checkpoint", checkpoint),
+                           ("memory_efficient", memory_efficient), ("adjoint", adjoint), ("carry_in", carry_in)):
+            if not isinstance(flag, bool):  # 'no' would be true
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
         fns, shared, steps = functions(f, steps, spec.functions, spec.label)
         self.fns = nn.ModuleList(fns)
         self.activation = activation

@@ -13,7 +13,7 @@ import torch
 from odenets import zoo
 from odenets.analysis.schemes import analysable
 from odenets.app.commands import analyze
-from odenets.app.errors import CheckpointError, UsageError
+from odenets.app.errors import CheckpointError, StorageError, UsageError
 from odenets.app.run import checkpoint
 from odenets.app.settings.config import Config
 
@@ -172,3 +172,37 @@ def test_cli_reports_errors_without_a_traceback(capsys):
         assert cli.main(["analyze", "stability", "--schemes", scheme]) == 2
         err = capsys.readouterr().err
         assert f"odenets analyze: error: cannot analyse scheme(s) {scheme}" in err and "Traceback" not in err
+
+
+def test_a_figure_that_cannot_be_written_is_refused_before_the_work(tmp_path, lm_checkpoint, monkeypatch, capsys):
+    import odenets.analysis as analysis
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    figure = blocker / "fig.png"
+    for name in ("step_spectra", "convergence", "stability_region", "modified_equation"):
+        monkeypatch.setattr(analysis, name, lambda *a, **k: pytest.fail("the work began"), raising=False)
+    path = lm_checkpoint[0]
+    for argv, flag in [(["spectra", path, "--out"], "--out"), (["stability", "--out"], "--out"),
+                       (["convergence", "--out"], "--out"), (["modified", path, "--plot-k"], "--plot-k"),
+                       (["modified", path, "--plot-k-epochs"], "--plot-k-epochs")]:
+        with pytest.raises(StorageError, match=f"{flag} {figure}: cannot write there: {blocker} is a file, not a folder"):
+            run(["analyze", *argv, str(figure)])
+    with pytest.raises(StorageError, match="cannot write there: it is a folder"):
+        (tmp_path / "taken.png").mkdir()
+        run(["analyze", "convergence", "--out", str(tmp_path / "taken.png")])
+    assert capsys.readouterr().out == ""  # nothing computed, nothing printed
+
+
+def test_a_disk_that_fills_during_the_work_is_named(tmp_path, monkeypatch):
+    import errno
+
+    import odenets.analysis as analysis
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(analysis, "plot_convergence", full)
+    figure = tmp_path / "fig.png"
+    with pytest.raises(StorageError, match=f"--out {figure}: cannot write there: the disk is full"):
+        run(["analyze", "convergence", "--schemes", "euler", "--steps", "4,8", "--out", str(figure)])

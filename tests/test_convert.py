@@ -313,6 +313,16 @@ def test_bad_arguments():
         odenets.convert(ResNet(BasicBlock, [1, 1, 1, 1]), "nope")
     with pytest.raises(TypeError, match="nn.Module subclass"):
         odenets.register_block(MyBlock(2), lambda b: [])
+    with pytest.raises(TypeError, match="checkpoint must be True or False, got 'no'"):
+        odenets.convert(ResNet(BasicBlock, [1, 1, 1, 1]), checkpoint="no")
+    with pytest.raises(TypeError, match="return_trajectory must be True or False, got 1"):
+        odenets.ODENet(nn.Linear(2, 2), return_trajectory=1)
+
+
+def test_a_converted_network_is_named_as_such():
+    converted = odenets.convert(ResNet(BasicBlock, [1, 1, 1, 1]))
+    with pytest.raises(ValueError, match="ResNet is already converted: its residual stages are ODENets"):
+        odenets.convert(converted, "euler")
 
 
 def test_import_stays_light():

@@ -91,6 +91,9 @@ def convert(model: nn.Module, solver: Union[str, SolverSpec] = "lm", **options) 
     holder = nn.Module()  # the parent of a model that is itself a container
     holder.model = copy.deepcopy(model)
     found = _containers(holder)
+    if not found and any(isinstance(m, ODENet) for m in model.modules()):
+        raise ValueError(f"{type(model).__name__} is already converted: its residual stages are ODENets. Convert the "
+                         "original network to use another scheme, or train this one as it is")
     if not found:
         raise ValueError(f"found no residual block with an adapter in {type(model).__name__}; block types seen: "
                          f"{', '.join(_candidates(model)) or 'none'}. Register one with odenets.register_block "

@@ -7,13 +7,16 @@ import argparse
 import json
 import math
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from torch import nn
 
 from odenets import solvers
+from odenets.files import unwritable
 
-from ..errors import UsageError
+from ..errors import StorageError, UsageError, why
 
 
 def register(subparsers) -> None:
@@ -138,14 +141,14 @@ def _modified(args: argparse.Namespace) -> int:
         results[key], histories[key] = rows, history
     _print(results, args.checkpoints, args.json, format_table)
     if args.plot_k:
-        plot_learned_k(results, args.plot_k)
-        print(f"wrote {args.plot_k}", file=sys.stderr)
+        with _writing(args.plot_k, "--plot-k"):
+            plot_learned_k(results, args.plot_k)
     if args.plot_k_epochs:
         try:
-            plot_k_history(histories, args.plot_k_epochs)
+            with _writing(args.plot_k_epochs, "--plot-k-epochs"):
+                plot_k_history(histories, args.plot_k_epochs)
         except ValueError as e:
             raise UsageError(f"--plot-k-epochs: {e}") from None
-        print(f"wrote {args.plot_k_epochs}", file=sys.stderr)
     return 0
 
 
@@ -197,8 +200,8 @@ def _stability(args: argparse.Namespace) -> int:
             text = "nowhere left of 0" if lo is None else f"[{lo[0]:.4f}, 0]"
             print(f"{t['scheme'].ljust(width)}  {text.ljust(23)}  {'yes' if t['zero_stable'] else 'no'}")
     if args.out:
-        plot_stability(regions, args.out, learned=learned, panels=args.panels)
-        print(f"wrote {args.out}", file=sys.stderr)
+        with _writing(args.out, "--out"):
+            plot_stability(regions, args.out, learned=learned, panels=args.panels)
     return 0
 
 
@@ -223,8 +226,8 @@ def _spectra(args: argparse.Namespace) -> int:
         results[label if label not in results else f"{label} [{path}]"] = records
     _print(results, args.checkpoints, args.json, format_spectra)
     if args.out:
-        plot_spectra(results, args.out)
-        print(f"wrote {args.out}", file=sys.stderr)
+        with _writing(args.out, "--out"):
+            plot_spectra(results, args.out)
     return 0
 
 
@@ -267,8 +270,8 @@ def _convergence(args: argparse.Namespace) -> int:
         for n in result.errors:
             print(f"{n:10}  {result.orders[n]:5d}  {result.slopes[n]:5.2f}  {float(result.errors[n][-1]):.3e}")
     if args.out:
-        plot_convergence(result, args.out)
-        print(f"wrote {args.out}", file=sys.stderr)
+        with _writing(args.out, "--out"):
+            plot_convergence(result, args.out)
     return 0
 
 
@@ -315,8 +318,24 @@ def _count(text: str, flag: str) -> int:
 
 
 def _check_png(path, flag: str) -> None:
-    if path is not None and Path(path).suffix.lower() != ".png":
+    """Refuse a figure's path that is not a .png or cannot be written, before the work."""
+    if path is None:
+        return
+    if Path(path).suffix.lower() != ".png":
         raise UsageError(f"{flag} writes a PNG figure: give a path ending in .png, got {path!r}")
+    reason = unwritable(path)
+    if reason:
+        raise StorageError(f"{flag} {path}: cannot write there: {reason}")
+
+
+@contextmanager
+def _writing(path, flag: str) -> Iterator[None]:
+    """A figure's failed write (a disk that filled during the work) as a StorageError naming it."""
+    try:
+        yield
+    except OSError as e:
+        raise StorageError(f"{flag} {path}: cannot write there: {why(e)}") from None
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def _interval(interval):

@@ -9,7 +9,6 @@ step late (:mod:`train_step`), so that the host never waits for the device mid-e
 from __future__ import annotations
 
 import argparse
-import errno
 import math
 import os
 import shlex
@@ -28,8 +27,9 @@ from tqdm import tqdm
 from odenets.files import remove_temporaries
 
 from ..data import datasets as data
+from ..data.identity import identity, mismatch
 from ..data.image_tensors import Batches, ImageTensors
-from ..errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError
+from ..errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError, why
 from ..run import checkpoint, distributed, lock, metrics, models, optimizer, precision, seeding, signals
 from ..run.distributed import Context
 from ..run.durations import duration
@@ -123,6 +123,7 @@ class _Run:
         with distributed.local_first(ctx):
             self.data = data.load(cfg.data, cfg.data_dir, cfg.download, cfg.on_bad_image, cfg.image_size, cfg.flip,
                                   cfg.loader)
+        self.data_identity = identity(cfg.data, cfg.data_dir)
         if cfg.train_subset is not None:
             self.data = data.subset(self.data, cfg.train_subset, seeding.derive(cfg.seed, 0, 0, SUBSET_STREAM))
         self.model = model = models.build(cfg, self.data.num_classes, self.data.in_chans).to(
@@ -183,7 +184,7 @@ class _Run:
                 if self._agree(stop.requested):
                     raise self._interrupted(stop)
         last = self.history[-1] if self.history else {}
-        result = {"config": cfg.record(), "data_chosen": self.data.chosen, "label": cfg.label,
+        result = {"config": cfg.record(), "data_chosen": self.data.chosen, "data_identity": self.data_identity, "label": cfg.label,
                   "parameters": self.parameters, "evaluations": self.evaluations, "epochs": self.epoch,
                   "test_acc": last.get("test_acc"), "test_loss": last.get("test_loss"),
                   "seconds": sum(r["seconds"] for r in self.history), "history": self.history,
@@ -294,7 +295,7 @@ class _Run:
                     "epoch": self.epoch, "batch": self.batch, "step": self.step, "partial": dict(self.partial),
                     "history": self.history, "rng": rng, "world_size": self.ctx.world,
                     "num_classes": self.data.num_classes, "in_chans": self.data.in_chans,
-                    "classes": list(self.data.classes)})
+                    "classes": list(self.data.classes), "data_identity": self.data_identity})
         self.saved = self._position(self.path)
         distributed.barrier(self.ctx)
 
@@ -305,7 +306,7 @@ class _Run:
         try:
             yield
         except OSError as e:
-            reason = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else e.strerror or str(e)
+            reason = why(e)
             last = f"the last good checkpoint, {self.saved}, is intact" if self.saved else "no checkpoint was written"
             raise StorageError(f"cannot write the {what} in {self.out}: {reason}; stopped: {last}") from None
 
@@ -320,6 +321,10 @@ class _Run:
                 raise CheckpointError(f"{path} was trained with {key} {saved.get(key)!r}; this run has "
                                       f"{mine[key]!r}")
         checkpoint.check_classes(state, self.data.classes, f"the {self.cfg.data} data in {self.cfg.data_dir}")
+        other = mismatch(state.get("data_identity"), self.data_identity)
+        if other:
+            raise CheckpointError(f"{path} cannot go on with the {self.cfg.data} data in {self.cfg.data_dir}: {other}. "
+                                  "Resume it on its own data, or start a new run in another --out")
         checkpoint.restore(self.model, state["model"], path, "model")
         saved_optimizer = state["optimizer"]
         if state.get("version") == 1:

@@ -285,7 +285,8 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
                    "float16 with loss scaling")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available, else cpu)")
     p.add_argument("--threads", type=int, metavar="N", help="torch's CPU threads (default: OMP_NUM_THREADS, "
-                   "else every core; ablate --jobs divides the cores); recorded with the run")
+                   "else every core; ablate: 1 per run, so that its table is the same on every machine); recorded "
+                   "with the run")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     p.add_argument("--compile-mode", choices=COMPILE_MODES, help="torch.compile's mode (turns --compile on): "
                    "reduce-overhead replays each step as CUDA graphs, for small models that wait on kernel launches")
