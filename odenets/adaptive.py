@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .step import Field
+from .step import Context, Field
 
 
 class Adaptive:
@@ -17,28 +17,40 @@ class Adaptive:
 
     def __init__(self, f: nn.Module, method: str, t0: float, dt: float, steps: int, rtol: float, atol: float,
                  adjoint: bool):
-        self.field = _Field(f)
+        self.f = f
         self.method, self.t0, self.dt, self.steps = method, t0, dt, steps
         self.rtol, self.atol, self.adjoint = rtol, atol, adjoint
 
-    def __call__(self, u0: Tensor, trajectory: bool) -> Tensor:
+    def check_context(self, context: Context) -> None:
+        """A clear error for a context key f does not take."""
+        Field(self.f, 0).check_keywords(context)
+
+    def __call__(self, u0: Tensor, trajectory: bool, context: Context) -> Tensor:
+        """``context`` goes to every evaluation of f (a closure for torchdiffeq); under the
+        adjoint, its tensors that require a gradient get one, as f's parameters do."""
         import torchdiffeq
 
         n = self.steps if trajectory else 1
         t = torch.linspace(self.t0, self.t0 + self.steps * self.dt, n + 1, dtype=u0.dtype, device=u0.device)
-        odeint = torchdiffeq.odeint_adjoint if self.adjoint else torchdiffeq.odeint
-        out = odeint(self.field, u0, t, method=self.method, rtol=self.rtol, atol=self.atol)
+        field = _Field(self.f, context)
+        kwargs = dict(method=self.method, rtol=self.rtol, atol=self.atol)
+        if self.adjoint:
+            tensors = tuple(v for v in context.values() if isinstance(v, Tensor) and v.requires_grad)
+            out = torchdiffeq.odeint_adjoint(field, u0, t, adjoint_params=tuple(field.parameters()) + tensors,
+                                             **kwargs)
+        else:
+            out = torchdiffeq.odeint(field, u0, t, **kwargs)
         return out if trajectory else out[-1]
 
 
 class _Field(nn.Module):
     """f as the nn.Module torchdiffeq's adjoint expects (its parameters are the adjoint's),
-    called as f(t, u) and checked like a step's."""
+    called as f(t, u, **context) and checked like a step's."""
 
-    def __init__(self, f: nn.Module):
+    def __init__(self, f: nn.Module, context: Context):
         super().__init__()
         self.f = f
-        self.call = Field(f, 0)
+        self.call = Field(f, 0).bind(context)
 
     def forward(self, t: Tensor, u: Tensor) -> Tensor:
         return self.call(t, u)

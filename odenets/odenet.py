@@ -11,7 +11,7 @@ from odenets.solvers import Past, Scheme, SolverSpec
 from .adaptive import Adaptive
 from .compat import map_v1_keys
 from .reversible import reversible_steps
-from .step import Step
+from .step import Context, Step
 from .unroll import FunctionsLike, ShortcutsLike, functions, make_steps, number, shortcut_list
 
 
@@ -60,15 +60,19 @@ class ODENet(nn.Module):
             LM-ResNet's authors' code) and has no trained coefficients; a multistep
             scheme reads P(u_n), and P of any older state it still needs, after it.
         activation: applied to the result of every step, u_{n+1} = activation(step):
-            the ReLU after the addition of the original (post-activation) ResNet. It may
+            the ReLU after the addition of the original (post-activation) ResNet; a
+            sequence of modules gives each step its own (the LayerNorm after each sub-step
+            of a post-norm transformer: u_{n+1} = norm_n(step)). It may
             work in place (``nn.ReLU(inplace=True)``): a step's result is a new tensor.
         return_trajectory: return every state u_0..u_N (stacked when shapes agree,
             else a list) instead of u_N.
         checkpoint: recompute each step in the backward pass (less memory, more time).
         memory_efficient: for an invertible scheme (``revnet``, ``momentum``): rebuild the
             states from the output in the backward pass, so activation memory does not grow
-            with depth. Dropout (any random draw inside f) trains as with plain backprop:
-            each function evaluation's random state is saved (about 5 KB each) and replayed.
+            with depth; bit for bit for a scheme that declares ``exact_reversal`` (revnet,
+            momentum: docs/exact-reversal.md), checked for drift otherwise. Dropout (any
+            random draw inside f) trains as with plain backprop: the random state of each
+            function evaluation that draws is saved (about 5 KB each) and replayed.
         carry_in: this net continues the history of an earlier one (a later stage of a
             network, see :meth:`integrate`). Without it the first steps, whose history is
             too short for a multistep scheme, get no trained coefficients.
@@ -81,15 +85,23 @@ class ODENet(nn.Module):
 
     def __init__(self, f: FunctionsLike, solver: Union[str, SolverSpec] = "euler", steps: Optional[int] = None,
                  dt: float = 1.0, *, noise: Optional[str] = None, survival: Union[None, float, Sequence[float]] = None,
-                 shortcuts: ShortcutsLike = None, activation: Optional[nn.Module] = None,
+                 shortcuts: ShortcutsLike = None,
+                 activation: Union[None, nn.Module, Sequence[nn.Module]] = None,
                  return_trajectory: bool = False, checkpoint: bool = False, memory_efficient: bool = False,
                  rtol: float = 1e-7, atol: float = 1e-9, adjoint: bool = False, t0: float = 0.0,
                  carry_in: bool = False, **options):
         super().__init__()
         self.spec = spec = SolverSpec.parse(solver, noise=noise, survival=survival, **options)
         self.dt, self.t0 = number("dt", dt, positive=True), number("t0", t0)
+        if isinstance(activation, (list, tuple)):
+            activation = nn.ModuleList(activation)
         if activation is not None and not isinstance(activation, nn.Module):
-            raise TypeError(f"activation must be an nn.Module or None, got {type(activation).__name__}")
+            raise TypeError(f"activation must be an nn.Module, a sequence of them (one per step) or None, got "
+                            f"{type(activation).__name__}")
+        for name, flag in (("return_trajectory", return_trajectory), ("checkpoint", checkpoint),
+                           ("memory_efficient", memory_efficient), ("adjoint", adjoint), ("carry_in", carry_in)):
+            if not isinstance(flag, bool):  # 'no' would be true
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
         fns, shared, steps = functions(f, steps, spec.functions, spec.label)
         self.fns = nn.ModuleList(fns)
         self.activation = activation
@@ -111,6 +123,7 @@ class ODENet(nn.Module):
             if memory_efficient:
                 _check_memory_efficient(spec, return_trajectory, checkpoint, activation)
         self._has_coefficients = any(len(s.coefs) for s in self.layers)
+        self._checked_keys: set[frozenset[str]] = set()  # context keys every step's functions take
         self.register_load_state_dict_pre_hook(map_v1_keys)
 
     def extra_repr(self) -> str:
@@ -123,6 +136,8 @@ class ODENet(nn.Module):
 
     @property
     def noise(self) -> Optional[str]:
+        """The noise on the residual terms (``'stochastic_depth'``, ``'batch_drop'``,
+        ``'shake_shake'``), or None for a deterministic network."""
         return self.spec.noise
 
     @property
@@ -150,25 +165,40 @@ class ODENet(nn.Module):
 
     # -- the public calls ------------------------------------------------------------
 
-    def forward(self, u0: Tensor) -> Union[Tensor, list[Tensor]]:
-        """u_N, or the trajectory u_0..u_N with ``return_trajectory``."""
+    def forward(self, u0: Tensor, **context) -> Union[Tensor, list[Tensor]]:
+        """u_N, or the trajectory u_0..u_N with ``return_trajectory``.
+
+        ``context``: keyword arguments handed to every evaluation of every step's function
+        (each Runge-Kutta stage, both functions of a pair, the recomputations of
+        ``checkpoint`` and ``memory_efficient``): an attention mask, a conditioning vector.
+        A function takes the keys its forward names (or ``**kwargs``); tensors in the
+        context get gradients."""
         if self._adaptive is not None:
             self._check_state(u0)
-            return self._adaptive(u0, self.return_trajectory)
+            self._adaptive.check_context(context)
+            return self._adaptive(u0, self.return_trajectory, context)
         if not self.return_trajectory:
-            return self.integrate(Carry(u0)).u
+            return self.integrate(Carry(u0), context=context).u
         states = [u0]
-        self.integrate(Carry(u0), trajectory=states)
+        self.integrate(Carry(u0), trajectory=states, context=context)
         same = all(s.shape == u0.shape for s in states)
         return torch.stack(states) if same else states
 
-    def integrate(self, carry: Carry, trajectory: Optional[list] = None) -> Carry:
+    def integrate(self, carry: Carry, trajectory: Optional[list] = None,
+                  context: Optional[Context] = None) -> Carry:
         """Advance ``carry`` through every step, appending each new state to
-        ``trajectory`` if given; chaining stages passes the history on."""
+        ``trajectory`` if given; chaining stages passes the history on. ``context`` as
+        in :meth:`forward`."""
         u, past = carry
+        context = dict(context or {})
         self._check_state(u)
         if self._adaptive is not None:
-            return Carry(self._adaptive(u, trajectory=False))
+            self._adaptive.check_context(context)
+            return Carry(self._adaptive(u, False, context))
+        if context and frozenset(context) not in self._checked_keys:
+            for step in self.layers:
+                step.check_context(context)
+            self._checked_keys.add(frozenset(context))
         if past and self._has_coefficients and not self.carry_in:
             raise ValueError(f"this {self.spec.label!r} net was handed a history but built without carry_in=True, "
                              "so its first steps have no coefficients to use it: build later stages with "
@@ -177,15 +207,15 @@ class ODENet(nn.Module):
             if trajectory is not None:
                 raise ValueError("memory_efficient=True keeps no states but the last; integrate(trajectory=...) "
                                  "needs memory_efficient=False")
-            return Carry(*self._reversible(u, tuple(past)))
+            return Carry(*self._reversible(u, tuple(past), context))
         past = tuple(past)
         for step in self.layers:
-            u, past = step.advance(u, past)
+            u, past = step.advance(u, past, context)
             if trajectory is not None:
                 trajectory.append(u)
         return Carry(u, past)
 
-    def _reversible(self, u: Tensor, past: Past) -> tuple[Tensor, Past]:
+    def _reversible(self, u: Tensor, past: Past, context: Context) -> tuple[Tensor, Past]:
         """The invertible runs of steps without their states; transitions as usual."""
         run: list[Step] = []
         for step in list(self.layers) + [None]:
@@ -193,29 +223,31 @@ class ODENet(nn.Module):
                 run.append(step)
                 continue
             if run:
-                u, past = reversible_steps(run, u, past)
+                u, past = reversible_steps(run, u, past, context)
                 run = []
             if step is not None:
-                u, past = step.advance(u, past)
+                u, past = step.advance(u, past, context)
         return u, past
 
     @torch.no_grad()
-    def inverse(self, u: Tensor, past: Past = ()) -> Tensor:
+    def inverse(self, u: Tensor, past: Past = (), **context) -> Tensor:
         """u_0 from u_N (and, for a multistep scheme, the history ``past`` the last step
-        left), each step inverted, last first; for an invertible scheme."""
+        left), each step inverted, last first; for an invertible scheme. ``context`` as
+        the forward pass had it."""
         self._check_state(u)
         if self._adaptive is not None:
             raise ValueError("inverse() runs the steps of an invertible fixed-step scheme backwards; "
                              f"{self.spec.name!r} is adaptive")
         past = tuple(past)
         for step in reversed(self.layers):
-            u, past = step.inverse(u, past)
+            step.check_context(context)
+            u, past = step.inverse(u, past, context)
         return u
 
-    def step(self, n: int, u: Tensor, past: Past = ()) -> Tensor:
+    def step(self, n: int, u: Tensor, past: Past = (), **context) -> Tensor:
         """u_{n+1} from u_n (and the history ``past``, for a step that reads one): step n
         alone, with its coefficients, in the net's training or eval mode."""
-        return self.layers[n](u, past)[0]
+        return self.layers[n](u, past, **context)[0]
 
     def _check_state(self, u: Tensor) -> None:
         if not isinstance(u, Tensor):

@@ -1,11 +1,28 @@
 """Backpropagation through invertible steps without storing the states.
 
 Gomez et al. (2017), "The Reversible Residual Network": the backward pass rebuilds each
-step's input (u_n and the history it read) from its output by inverting the step
-(:meth:`Step.inverse`), recomputes the step with autograd on, and backpropagates through
-it alone. Only the last state and history are saved, so activation memory does not grow
-with the number of steps. Any scheme that declares ``invertible`` runs here, one-step
-(revnet) or multistep (momentum) alike.
+step's input (u_n and the history it read) from its output by inverting the step,
+recomputes the step with autograd on, and backpropagates through it alone. Only the last
+state is saved, so activation memory does not grow with the number of steps. Any scheme
+that declares ``invertible`` runs here, one-step (revnet) or multistep (momentum) alike.
+
+How a state is rebuilt depends on what the scheme declares:
+
+- ``exact_reversal`` (revnet, momentum): the steps run on a fixed-point integer carrier
+  (:mod:`odenets.solvers.fixed_point`; Maclaurin, Duvenaud & Adams 2015, MacKay et al.
+  2018) and keep the bits a multiplication by gamma drops, so every state is rebuilt bit
+  for bit, at any depth, and the gradients are those of the float step at the forward
+  pass's states. The forward pass's output is the carrier's, which differs from the plain
+  float steps' by rounding to 2^-32 (2^-48 for float64) a step. Memory: the carrier (three
+  int64 a number for momentum, one for revnet) and, for momentum, about log2(1/gamma) bits a
+  number a step (4 bytes a number each time a buffer fills up).
+- ``invertible`` only: the float inverse, checked. The forward pass stores the state (and
+  history) every K = ceil(sqrt(N)) steps of a run of N, so memory is O(sqrt(N)) states; the
+  backward pass compares each rebuilt state with the stored one and raises
+  :class:`ReversalDrift`, naming the step, when the largest difference relative to the
+  stored state's largest entry exceeds :func:`drift_tolerance` (sqrt of the dtype's
+  machine epsilon: 3.5e-4 in float32, 1.5e-8 in float64); below it the stored state
+  replaces the rebuilt one, so drift does not build up across checks.
 
 The steps' functions may draw random numbers (dropout in training mode): the forward pass
 records the random state each evaluation of a function starts from (torch's CPU
@@ -13,28 +30,32 @@ generator, and the CUDA generator of the state's device for a CUDA state), and t
 backward pass evaluates the function under that state again, in the inverse as in the
 recomputation, so each evaluation sees its forward draws (revnet's inverse calls G before
 F, so each function has its own record). The cost is one saved state per function
-evaluation: about 5 KB for the CPU generator (16 bytes more for a CUDA one), e.g. 10 KB
-per revnet step, whatever the batch. The backward pass leaves the caller's random streams
-where they were.
+evaluation that draws: about 5 KB for the CPU generator (16 bytes more for a CUDA one),
+e.g. 10 KB per revnet step with dropout, whatever the batch; an evaluation that draws
+nothing (the generators stand still until the next) keeps none. The backward pass leaves
+the caller's random streams where they were.
 """
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from odenets.solvers import Past, Record
+from odenets.solvers.fixed_point import FixedPoint
 
-from .step import Step
+from .step import Context, Step
 
 RandomState = tuple[Tensor, Optional[Tensor]]
 """torch's CPU generator state, and the CUDA generator's of one device (None on the CPU)."""
 
 
-def reversible_steps(steps: Sequence[Step], u: Tensor, past: Past) -> tuple[Tensor, Past]:
+def reversible_steps(steps: Sequence[Step], u: Tensor, past: Past, context: Context) -> tuple[Tensor, Past]:
     """``steps`` (consecutive, invertible) applied to (u, past), saving only the result.
 
     The backward pass rebuilds and re-runs the steps under the random states they ran
@@ -44,14 +65,44 @@ def reversible_steps(steps: Sequence[Step], u: Tensor, past: Past) -> tuple[Tens
     steps = list(steps)
     if not torch.is_grad_enabled():  # no backward pass to serve: nothing to save or record
         for step in steps:
-            u, past = step.advance(u, past)
+            u, past = step.advance(u, past, context)
         return u, past
     per_step = [_parameters(s) for s in steps]
     params = list({id(p): p for ps in per_step for p in ps}.values())
     flat, template = _flatten(past)
     shape: list = []  # the output history's template, filled by forward
-    out = _Reversible.apply(steps, per_step, template, shape, len(flat), u, *flat, *params)
+    rebuild = _Exact if all(s.scheme.exact_reversal for s in steps) else _Checked
+    given = _Context(context)
+    out = _Reversible.apply(rebuild, steps, per_step, template, shape, len(flat), given, u, *flat, *given.tensors,
+                            *params)
     return out[0], _unflatten(out[1:], shape[0])
+
+
+class _Context:
+    """The steps' context as the autograd function takes it: its tensors are inputs (a
+    tensor that requires a gradient gets one, summed over the steps), the rest is kept."""
+
+    def __init__(self, context: Context):
+        leaves, self.spec = tree_flatten(dict(context))
+        self.where = [i for i, x in enumerate(leaves) if isinstance(x, Tensor)]
+        self.leaves = [None if isinstance(x, Tensor) else x for x in leaves]
+        self.tensors = [leaves[i] for i in self.where]
+
+    def build(self, tensors: Sequence[Tensor]) -> Context:
+        """The context with ``tensors`` in place of its tensors."""
+        leaves = list(self.leaves)
+        for i, t in zip(self.where, tensors):
+            leaves[i] = t
+        return tree_unflatten(leaves, self.spec)
+
+
+class ReversalDrift(RuntimeError):
+    """A state rebuilt by inverting the steps is not the one the forward pass computed."""
+
+
+def drift_tolerance(dtype: torch.dtype) -> float:
+    """The largest relative drift the check of an inexact inverse lets pass: sqrt(eps)."""
+    return torch.finfo(dtype).eps ** 0.5
 
 
 def _parameters(step: Step) -> list[nn.Parameter]:
@@ -72,68 +123,175 @@ def _unflatten(flat: Sequence[Tensor], template: tuple[bool, ...]) -> tuple[Reco
     return tuple(records)
 
 
+class _Exact:
+    """States on a fixed-point carrier: each inverse step gives back the carrier its
+    forward step was given, bit for bit."""
+
+    def __init__(self, steps: Sequence[Step], u: Tensor, past: Past, context: Context):
+        self.context = context
+        self.fx = FixedPoint(u.dtype)
+        self.scheme = steps[0].scheme  # one carrier for the run: its first step's scheme encodes it
+        self.carrier = self.scheme.fixed_encode(steps[0].dt, u, past, self.fx)
+        self.dt = steps[-1].dt
+
+    def forward(self, i: int, step: Step) -> None:
+        self.fx.step = i
+        self.carrier = step.fixed_step(self.carrier, self.fx, context=self.context)
+
+    def result(self) -> tuple[Tensor, Past]:
+        return self.scheme.fixed_decode(self.dt, self.carrier, self.fx)
+
+    def pack(self) -> list[Tensor]:
+        """The tensors the backward pass needs (handed to save_for_backward)."""
+        self.at = [i for i, _ in self.fx.stack]
+        tensors = [*self.carrier, *(t for _, t in self.fx.stack)]
+        self.size, self.carrier, self.fx.stack = len(self.carrier), (), []
+        return tensors
+
+    def unpack(self, tensors: Sequence[Tensor]) -> None:
+        self.carrier = tuple(tensors[:self.size])
+        self.fx.stack = list(zip(self.at, tensors[self.size:]))
+
+    def back(self, i: int, step: Step) -> tuple[Tensor, Past]:
+        self.fx.step = i
+        self.carrier = step.fixed_step(self.carrier, self.fx, inverse=True, context=self.context)
+        return self.scheme.fixed_decode(step.dt, self.carrier, self.fx)
+
+
+class _Checked:
+    """States rebuilt by the float inverse, checked against one stored every K steps."""
+
+    def __init__(self, steps: Sequence[Step], u: Tensor, past: Past, context: Context):
+        self.context = context
+        self.state = (u, tuple(past))
+        self.every = max(1, math.ceil(math.sqrt(len(steps))))
+        self.kept: dict[int, tuple[Tensor, Past]] = {}
+
+    def forward(self, i: int, step: Step) -> None:
+        if i % self.every == 0:
+            self.kept[i] = self.state
+        self.state = step.advance(*self.state, self.context)
+
+    def result(self) -> tuple[Tensor, Past]:
+        return self.state
+
+    def pack(self) -> list[Tensor]:
+        states = [self.state, *self.kept.values()]
+        self.at, self.templates = list(self.kept), [_flatten(p)[1] for _, p in states]
+        tensors = [t for u, p in states for t in (u, *_flatten(p)[0])]
+        self.state, self.kept = None, {}
+        return tensors
+
+    def unpack(self, tensors: Sequence[Tensor]) -> None:
+        states, i = [], 0
+        for template in self.templates:
+            n = 1 + len(template) + sum(template)
+            states.append((tensors[i], _unflatten(tensors[i + 1:i + n], template)))
+            i += n
+        self.state, self.kept = states[0], dict(zip(self.at, states[1:]))
+
+    def back(self, i: int, step: Step) -> tuple[Tensor, Past]:
+        u, past = step.inverse(*self.state, self.context)
+        if i in self.kept:
+            kept_u, kept_past = self.kept[i]
+            pairs = [(u, kept_u)] + list(zip(_flatten(past[:len(kept_past)])[0], _flatten(kept_past)[0]))
+            drift = max(float((a - b).abs().amax() / b.abs().amax().clamp_min(torch.finfo(b.dtype).tiny))
+                        for a, b in pairs)
+            tolerance = drift_tolerance(kept_u.dtype)
+            if not drift <= tolerance:
+                raise ReversalDrift(
+                    f"memory_efficient=True: the state before step {step.n}, rebuilt by inverting the steps after "
+                    f"it, drifted {drift:.3g} (largest difference relative to the largest entry) from the one the "
+                    f"forward pass stored, beyond the tolerance {tolerance:.2g} (sqrt of {kept_u.dtype}'s eps): "
+                    f"the inverse of {type(step.scheme).__name__} is not exact enough at this depth. Declare "
+                    "exact_reversal with a fixed-point step (odenets.solvers.fixed_point), or use checkpoint=True")
+            u, past = kept_u, kept_past
+        self.state = (u, past)
+        return u, past
+
+
 class _Reversible(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, steps, per_step, template, shape, n_past, u, *rest):
+    def forward(ctx, rebuild, steps, per_step, template, shape, n_past, given, u, *rest):
         past = _unflatten(rest[:n_past], template)
-        ctx.steps, ctx.per_step, ctx.n_past = steps, per_step, n_past
-        ctx.index = {id(p): i for i, p in enumerate(rest[n_past:])}
+        n_context = len(given.tensors)
+        context = given.build(rest[n_past:n_past + n_context])
+        ctx.steps, ctx.per_step, ctx.n_past, ctx.given = steps, per_step, n_past, given
+        ctx.index = {id(p): i for i, p in enumerate(rest[n_past + n_context:])}
         device = u.device.type  # the backward pass re-runs the steps under the same autocast as here
         ctx.autocast = dict(device_type=device, enabled=torch.is_autocast_enabled(device),
                             dtype=torch.get_autocast_dtype(device))
         ctx.device = u.device
         ctx.lengths = []  # how many records each step was handed
-        ctx.draws = [_Draws(u.device) for _ in steps]
+        calls: list = []  # every evaluation's record, in the order of the calls
+        ctx.draws = [_Draws(u.device, calls) for _ in steps]
+        ctx.rebuild = rebuild = rebuild(steps, u, past, context)
+        length = len(past)
         with torch.no_grad():
-            for step, draws in zip(steps, ctx.draws):
-                ctx.lengths.append(len(past))
+            for i, (step, draws) in enumerate(zip(steps, ctx.draws)):
+                ctx.lengths.append(length)
                 with step.before_each_call(draws.record):
-                    u, past = step.advance(u, past)
+                    rebuild.forward(i, step)
+                length = min(length + 1, step.scheme.history)
+            u, past = rebuild.result()
+            past = past[:length]
+        _forget_unused(calls, u.device)
         flat, out_template = _flatten(past)
         shape.append(out_template)
-        ctx.template = out_template
-        ctx.save_for_backward(u, *flat)
+        ctx.save_for_backward(*rest[n_past:n_past + n_context], *rebuild.pack())
         return (u, *flat)
 
     @staticmethod
     def backward(ctx, grad_u, *grad_past):
-        u, *flat = ctx.saved_tensors
-        past = _unflatten(flat, ctx.template)
+        n_context = len(ctx.given.tensors)
+        given = ctx.saved_tensors[:n_context]
+        ctx.rebuild.unpack(ctx.saved_tensors[n_context:])
+        ctx.rebuild.context = ctx.given.build(given)
+        trained = [t.is_floating_point() and ctx.needs_input_grad[8 + ctx.n_past + i] for i, t in enumerate(given)]
+        given = [t.detach().requires_grad_(True) if r else t for t, r in zip(given, trained)]
+        context, wrt = ctx.given.build(given), [t for t, r in zip(given, trained) if r]
+        context_grads: list[Optional[Tensor]] = [None] * len(wrt)
         grads: list[Optional[Tensor]] = [None] * len(ctx.index)
         with _frozen_norm_statistics(ctx.steps), torch.autocast(**ctx.autocast), _forked_random(ctx.device):
-            for step, ps, length, draws in zip(reversed(ctx.steps), reversed(ctx.per_step), reversed(ctx.lengths),
-                                               reversed(ctx.draws)):
+            for i in reversed(range(len(ctx.steps))):
+                step, ps, length, draws = ctx.steps[i], ctx.per_step[i], ctx.lengths[i], ctx.draws[i]
                 with torch.no_grad(), step.before_each_call(draws.replay()):
-                    u, past = step.inverse(u, past)
+                    u, past = ctx.rebuild.back(i, step)
                     past = past[:length]
                 with torch.enable_grad(), step.before_each_call(draws.replay()):
                     x = u.detach().requires_grad_(True)
                     inputs, template = _flatten(past)
                     inputs = [t.detach().requires_grad_(True) for t in inputs]
-                    out, out_past = step.advance(x, _unflatten(inputs, template))
+                    out, out_past = step.advance(x, _unflatten(inputs, template), context)
                     outputs = [out, *_flatten(out_past)[0]]
                     pairs = [(o, g) for o, g in zip(outputs, (grad_u, *grad_past)) if g is not None and o.requires_grad]
-                    g = torch.autograd.grad([o for o, _ in pairs], (x, *inputs, *ps), [g for _, g in pairs],
+                    g = torch.autograd.grad([o for o, _ in pairs], (x, *inputs, *wrt, *ps), [g for _, g in pairs],
                                             allow_unused=True)
                 grad_u, grad_past = g[0], g[1:1 + len(inputs)]
-                for p, gp in zip(ps, g[1 + len(inputs):]):
+                g = g[1 + len(inputs):]
+                context_grads = [a if b is None else b if a is None else a + b
+                                 for a, b in zip(context_grads, g[:len(wrt)])]
+                for p, gp in zip(ps, g[len(wrt):]):
                     if gp is not None:
-                        i = ctx.index[id(p)]
-                        grads[i] = gp if grads[i] is None else grads[i] + gp
-        return (None, None, None, None, None, grad_u, *grad_past, *grads)
+                        j = ctx.index[id(p)]
+                        grads[j] = gp if grads[j] is None else grads[j] + gp
+        context_grads = iter(context_grads)
+        given_grads = [next(context_grads) if r else None for r in trained]
+        return (None, None, None, None, None, None, None, grad_u, *grad_past, *given_grads, *grads)
 
 
 class _Draws:
     """The random state each evaluation of one step's functions starts from: recorded in
     the forward pass, set again before the same evaluation in the backward pass."""
 
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.states: defaultdict[int, list[RandomState]] = defaultdict(list)  # per function, per evaluation
+    def __init__(self, device: torch.device, calls: list):
+        self.device, self.calls = device, calls
+        # per function, per evaluation; None for one that drew nothing
+        self.states: defaultdict[int, list[Optional[RandomState]]] = defaultdict(list)
 
     def record(self, i: int) -> None:
-        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        self.states[i].append((torch.get_rng_state(), cuda))
+        self.states[i].append(_random_state(self.device))
+        self.calls.append((self, i, len(self.states[i]) - 1))
 
     def replay(self) -> Callable[[int], None]:
         """A hook that gives the k-th evaluation of function i the state the forward
@@ -141,12 +299,28 @@ class _Draws:
         seen: Counter[int] = Counter()
 
         def hook(i: int) -> None:
-            cpu, cuda = self.states[i][seen[i]]
+            state = self.states[i][seen[i]]
             seen[i] += 1
+            if state is None:  # it drew nothing
+                return
+            cpu, cuda = state
             torch.set_rng_state(cpu)
             if cuda is not None:
                 torch.cuda.set_rng_state(cuda, self.device)
         return hook
+
+
+def _random_state(device: torch.device) -> RandomState:
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _forget_unused(calls: list, device: torch.device) -> None:
+    """Drop the record of every evaluation that drew nothing (the generators stood still
+    until the next evaluation): a network without dropout keeps no random states."""
+    states = [draws.states[i][k] for draws, i, k in calls] + [_random_state(device)]
+    for (draws, i, k), state, after in zip(calls, states, states[1:]):
+        if torch.equal(state[0], after[0]) and (state[1] is None or torch.equal(state[1], after[1])):
+            draws.states[i][k] = None
 
 
 def _forked_random(device: torch.device):

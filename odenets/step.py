@@ -2,9 +2,10 @@
 function(s) at its time t_n."""
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from functools import partial
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -13,24 +14,58 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 from odenets.solvers import Past, Record, Scheme, takes_time
 
 
+Context = Mapping[str, Any]
+"""Keyword arguments handed to every evaluation of every step's function (an attention
+mask, a conditioning vector): ``net(u, **context)``."""
+
+
+def keywords(module: nn.Module, timed: bool) -> Optional[frozenset[str]]:
+    """The keyword arguments ``module`` takes besides the time and the state (None: any,
+    its forward has ``**kwargs``)."""
+    try:
+        params = list(inspect.signature(getattr(module, "forward", module)).parameters.values())
+    except (TypeError, ValueError):
+        return frozenset()
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return None
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return frozenset(p.name for p in named[2 if timed else 1:])
+
+
 class Field:
     """A residual function f_n as a scheme calls it, f(t, x), with its output checked:
     a tensor of the state's shape (or, :meth:`check`, of a given one) whose dtype does
-    not widen the state's."""
+    not widen the state's. :meth:`bind` gives the same function with keyword arguments
+    (the net's context) added to every call."""
 
     def __init__(self, module: nn.Module, n: int):
         self.module, self.n = module, n
         self.timed = takes_time(module)
+        self.keywords = keywords(module, self.timed)
         self.before_call: Optional[Callable[[], None]] = None  # see Step.before_each_call
 
     def __call__(self, t: float, x: Tensor) -> Tensor:
         return self.check(t, x, x.shape)
 
-    def check(self, t: float, x: Tensor, shape: Optional[torch.Size]) -> Tensor:
-        """f(t, x), whose output must have ``shape`` (None: any shape)."""
+    def bind(self, context: Context) -> "Field":
+        """f(t, x, **context) as a scheme calls f (the field itself when there is no context)."""
+        return _Bound(self, context) if context else self
+
+    def check_keywords(self, context: Context) -> None:
+        """A clear error for a context key the function does not take."""
+        unknown = [k for k in context if self.keywords is not None and k not in self.keywords]
+        if unknown:
+            takes = ", ".join(sorted(self.keywords)) or "no keyword arguments"
+            raise TypeError(f"the context key(s) {', '.join(map(repr, unknown))} are not taken by f at step "
+                            f"{self.n} ({type(self.module).__name__}, whose forward takes {takes}); every step's "
+                            "function is handed the whole context, so each must accept every key (or **kwargs)")
+
+    def check(self, t: float, x: Tensor, shape: Optional[torch.Size], context: Optional[Context] = None) -> Tensor:
+        """f(t, x, **context), whose output must have ``shape`` (None: any shape)."""
         if self.before_call is not None:
             self.before_call()
-        out = self.module(t, x) if self.timed else self.module(x)
+        context = context or {}
+        out = self.module(t, x, **context) if self.timed else self.module(x, **context)
         if not isinstance(out, Tensor):
             raise TypeError(f"f at step {self.n} ({type(self.module).__name__}) returned a {type(out).__name__}; a "
                             "residual function returns one tensor (wrap the module to pick one output)")
@@ -43,6 +78,21 @@ class Field:
                             f"whole network to {out.dtype}; make the module's parameters {x.dtype} (or the state "
                             f"{out.dtype})")
         return out
+
+
+class _Bound:
+    """A field with its context: called and checked as the field is."""
+
+    __slots__ = ("field", "context")
+
+    def __init__(self, field: Field, context: Context):
+        self.field, self.context = field, context
+
+    def __call__(self, t: float, x: Tensor) -> Tensor:
+        return self.field.check(t, x, x.shape, self.context)
+
+    def check(self, t: float, x: Tensor, shape: Optional[torch.Size]) -> Tensor:
+        return self.field.check(t, x, shape, self.context)
 
 
 class Step(nn.Module):
@@ -85,7 +135,7 @@ class Step(nn.Module):
         """Within this block ``hook(i)`` runs before every evaluation of the step's
         function i (the reversible engine records and replays there the random state each
         evaluation starts from)."""
-        fields = self._f if isinstance(self._f, tuple) else (self._f,)
+        fields = self._fields()
         for i, f in enumerate(fields):
             f.before_call = partial(hook, i)
         try:
@@ -99,47 +149,73 @@ class Step(nn.Module):
         """Whether the step changes the state's shape (it has a shortcut)."""
         return self.shortcut is not None
 
-    def forward(self, u: Tensor, past: Past = ()) -> tuple[Tensor, Past]:
+    def forward(self, u: Tensor, past: Past = (), **context) -> tuple[Tensor, Past]:
         """u_{n+1} and the history the next step reads, from u_n and the history ``past``
-        (records of earlier steps, most recent first)."""
+        (records of earlier steps, most recent first); ``context`` goes to every
+        evaluation of the step's function(s)."""
         needed = self.scheme.history if self._names else 0
         if len(past) < needed:
             raise ValueError(f"step {self.n} reads {needed} earlier state(s) (its scheme {self.scheme.name!r} has "
                              f"trained coefficients for them); pass past=, e.g. from ODENet.integrate")
-        return self.advance(u, tuple(past))
+        self.check_context(context)
+        return self.advance(u, tuple(past), context)
 
-    def advance(self, u: Tensor, past: Past) -> tuple[Tensor, Past]:
-        """:meth:`forward` without its check: what the ODENet's loop calls."""
+    def check_context(self, context: Context) -> None:
+        """A clear error if a function of the step does not take a key of ``context``."""
+        for f in self._fields():
+            f.check_keywords(context)
+
+    def _fields(self) -> tuple[Field, ...]:
+        return self._f if isinstance(self._f, tuple) else (self._f,)
+
+    def _bound(self, context: Context):
+        """The step's field(s) with ``context`` added to every call."""
+        if not context:
+            return self._f
+        return self._f.bind(context) if isinstance(self._f, Field) else tuple(f.bind(context) for f in self._f)
+
+    def advance(self, u: Tensor, past: Past, context: Optional[Context] = None) -> tuple[Tensor, Past]:
+        """:meth:`forward` without its checks: what the ODENet's loop calls."""
+        context = context or {}
         if self.checkpoint and torch.is_grad_enabled():
             flat = [x for r in past for x in r]
-            return _checkpoint(self._from_flat, u, *flat, use_reentrant=False)
-        return self._advance(u, past)
+            return _checkpoint(self._from_flat, u, *flat, use_reentrant=False, **context)
+        return self._advance(u, past, context)
 
-    def _from_flat(self, u: Tensor, *flat: Optional[Tensor]) -> tuple[Tensor, Past]:
-        return self._advance(u, tuple(Record(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)))
+    def _from_flat(self, u: Tensor, *flat: Optional[Tensor], **context) -> tuple[Tensor, Past]:
+        return self._advance(u, tuple(Record(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)), context)
 
-    def _advance(self, u: Tensor, past: Past) -> tuple[Tensor, Past]:
+    def _advance(self, u: Tensor, past: Past, context: Context) -> tuple[Tensor, Past]:
         scheme = self.scheme if self.training else self.eval_scheme
+        f = self._bound(context)
         if self.shortcut is None:
             params = {k: getattr(self.coefs, k) for k in self._names}
-            out, record = scheme.step(self._f, self.t, self.dt, u, past, **params)
+            out, record = scheme.step(f, self.t, self.dt, u, past, **params)
         else:  # the older states later steps still read cross into the new shape
             past = tuple(Record(self.shortcut(r.u)) for r in past[:max(scheme.history - 1, 0)])
             pu = self.shortcut(u)
-            out, record = scheme.transition(self._transition_fields(pu.shape), self.t, self.dt, u, pu)
+            out, record = scheme.transition(self._transition_fields(f, pu.shape), self.t, self.dt, u, pu)
         if self.activation is not None:
             out = self.activation(out.clone() if out is u else out)
         return out, ((record,) + past)[:scheme.history]
 
-    def _transition_fields(self, shape: torch.Size):
+    @staticmethod
+    def _transition_fields(f, shape: torch.Size):
         """f of a shape-changing step, checked against the new shape; a pair's F maps one
         shape to the other and G keeps it, which the scheme's transition checks."""
-        if isinstance(self._f, Field):
-            f = self._f
+        if not isinstance(f, tuple):
             return lambda t, x: f.check(t, x, shape)
-        return tuple((lambda t, x, f=f: f.check(t, x, None)) for f in self._f)
+        return tuple((lambda t, x, g=g: g.check(t, x, None)) for g in f)
 
-    def inverse(self, u: Tensor, past: Past = ()) -> tuple[Tensor, Past]:
+    def fixed_step(self, carrier: tuple[Tensor, ...], fx, inverse: bool = False,
+                   context: Optional[Context] = None) -> tuple[Tensor, ...]:
+        """The step, or its inverse, on a fixed-point carrier (a scheme that declares
+        ``exact_reversal``; :mod:`odenets.solvers.fixed_point`): what the reversible engine runs."""
+        params = {k: getattr(self.coefs, k) for k in self._names}
+        run = self.scheme.fixed_inverse if inverse else self.scheme.fixed_step
+        return run(self._bound(context or {}), self.t, self.dt, carrier, fx, **params)
+
+    def inverse(self, u: Tensor, past: Past = (), context: Optional[Context] = None) -> tuple[Tensor, Past]:
         """(u_n, past_n) from this step's output u_{n+1} and the history it left, for an
         invertible scheme (eval and training mode alike). A step whose functions draw random
         numbers (dropout) inverts only under the draws it ran with, which the reversible
@@ -150,4 +226,4 @@ class Step(nn.Module):
             raise ValueError(f"step {self.n} cannot be inverted: {why} (inverse() needs an invertible scheme such "
                              "as 'revnet', without noise, shortcut or activation)")
         params = {k: getattr(self.coefs, k) for k in self._names}
-        return self.scheme.inverse(self._f, self.t, self.dt, u, past, **params)
+        return self.scheme.inverse(self._bound(context or {}), self.t, self.dt, u, past, **params)

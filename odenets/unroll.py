@@ -97,6 +97,17 @@ def shortcut_list(shortcuts: ShortcutsLike, steps: int, shared: bool) -> list[Op
     return shortcuts
 
 
+def activation_list(activation: Optional[nn.Module], steps: int) -> list[Optional[nn.Module]]:
+    """The module each step's result goes through: one for all, or an ``nn.ModuleList``
+    of one per step."""
+    if not isinstance(activation, nn.ModuleList):
+        return [activation] * steps
+    if len(activation) != steps:
+        raise ValueError(f"activation holds {len(activation)} modules for {steps} steps; give one per step (or one "
+                         "module for every step)")
+    return list(activation)
+
+
 def make_steps(spec: SolverSpec, fns: Sequence[nn.Module], shared: bool, steps: int, dt: float, t0: float,
                shortcuts: Sequence[Optional[nn.Module]], activation: Optional[nn.Module], checkpoint: bool,
                carry_in: bool) -> list[Step]:
@@ -112,6 +123,7 @@ def make_steps(spec: SolverSpec, fns: Sequence[nn.Module], shared: bool, steps: 
                          "shape-changing step: shortcuts need a one-function scheme or one with a transition "
                          "('revnet')")
     schemes = spec.schemes(steps)
+    activations = activation_list(activation, steps)
     out = []
     with torch.random.fork_rng(devices=[]):
         for n in range(steps):
@@ -119,5 +131,5 @@ def make_steps(spec: SolverSpec, fns: Sequence[nn.Module], shared: bool, steps: 
             fn = fns[0 if shared else n]
             coefs = scheme.init_params(n) if p is None and (carry_in or n >= scheme.history) else {}
             out.append(Step(scheme, list(fn) if isinstance(fn, nn.ModuleList) else [fn], n, t0 + n * dt, dt,
-                            shortcut=p, coefs=coefs, activation=activation, checkpoint=checkpoint))
+                            shortcut=p, coefs=coefs, activation=activations[n], checkpoint=checkpoint))
     return out

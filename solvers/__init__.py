@@ -1,4 +1,5 @@
-"""Fixed-step numerical schemes for u' = f(t, u), on tensors; torch is the only dependency.
+"""Fixed-step numerical schemes for u' = f(t, u), on tensors; torch is the only dependency
+(``from odenets import solvers``).
 
 Explicit Runge–Kutta schemes are Butcher tableaus fed to :class:`RungeKutta`; linear
 multistep schemes are coefficients fed to :class:`LinearMultistep`. The remaining
@@ -13,7 +14,7 @@ from .momentum import Momentum
 from .multistep import AB2, AB3, AB4, LinearMultistep, MultistepCoefficients
 from .noise import NOISES, Expectation, Noisy, ShakeShake, StochasticDepth, survival_probabilities
 from .polynet import PolyNet
-from .registry import ADAPTIVE, available, get, is_adaptive, register, unregister
+from .registry import ADAPTIVE, available, get, is_adaptive, register, takes, unregister
 from .revnet import RevNet
 from .runge_kutta import RungeKutta
 from .scheme import Field, Past, Record, Scheme, takes_time, timed
@@ -25,5 +26,5 @@ __all__ = [
     "ButcherTableau", "EulerMaruyama", "Expectation", "Field", "Fractal", "LM", "LinearMultistep", "Momentum",
     "MultistepCoefficients", "Noisy", "Past", "PolyNet", "Record", "RevNet", "RungeKutta", "Scheme",
     "ShakeShake", "SolverSpec", "StochasticDepth", "available", "get", "is_adaptive", "register",
-    "survival_probabilities", "takes_time", "timed", "unregister",
+    "survival_probabilities", "takes", "takes_time", "timed", "unregister",
 ]

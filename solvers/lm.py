@@ -83,6 +83,10 @@ class LM(LinearMultistep):
         c, r = _centre_radius(self.k_bounds)
         return c + r * torch.tanh(k_raw)
 
+    def coefficient_values(self, **params: Tensor) -> dict[str, Tensor]:
+        """The step's k, also under ``k_bounds`` (where the trained coefficient is k_raw)."""
+        return {"k": self.k(**params)}
+
     def weights(self, **params: Tensor) -> tuple[Sequence, Sequence]:
         k = self.k(**params)
         return (1 - k, k), (1.0, 0.0)

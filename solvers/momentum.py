@@ -2,14 +2,14 @@
 is an explicit linear two-step scheme and can be run backwards."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from .multistep import LinearMultistep, MultistepCoefficients
 from .runge_kutta import RungeKutta
-from .scheme import Past, Record, axpy, channelwise
+from .scheme import Past, Record, channelwise
 from .tableau import EULER
 
 
@@ -28,16 +28,22 @@ class Momentum(LinearMultistep):
     it is a first-order scheme for the second-order ODE eps x'' + x' = f(x), x'(0) = 0
     (eps (x_{n+1} - 2 x_n + x_{n-1}) / dt^2 + (x_n - x_{n-1}) / dt = f(x_n)).
 
+    The step is computed in the velocity form, as the authors' code does: the two-step form
+    subtracts two nearly equal terms and has about ten times its float32 error. Step n's
+    record is (x_n, v_{n+1}): the velocity is the history a step reads (a record without
+    one, handed in from elsewhere, gives v_{n+1} = (x_{n+1} - x_n) / dt).
+
     ``gamma`` is in (0, 1), default 0.9. ``train_gamma=True`` makes it a trainable
     coefficient of each step, starting at ``gamma`` and left unconstrained; the first step
     of a net built without ``carry_in`` has no coefficients (it has no x_{n-1}) and uses
     ``gamma``. A shape-changing step (a downsampling block) is the ResNet step
     P(x_n) + dt f_n(x_n) and hands P(x_n) on as x_{n-1}, so the velocity after it is
-    f_n(x_n). The step is invertible: :meth:`inverse`.
+    f_n(x_n). The step is invertible (:meth:`inverse`), exactly on a fixed-point carrier
+    (:meth:`fixed_step`).
     """
 
     invertible = True
-    combine_is_new = True
+    exact_reversal = True
 
     def __init__(self, gamma: float = 0.9, train_gamma: bool = False):
         if not isinstance(gamma, (int, float)) or isinstance(gamma, bool):
@@ -60,30 +66,64 @@ class Momentum(LinearMultistep):
         g = self.gamma if gamma is None else gamma
         return (1 + g, -g), (1 - g, 0.0)
 
-    def combine(self, states: Sequence[Tensor], alpha: Sequence) -> Tensor:
-        """(1 + gamma) x_n - gamma x_{n-1} as one lerp (LM's, at k = -gamma)."""
-        u, previous = states
-        w = alpha[1]
-        return torch.lerp(u, previous, channelwise(w, u) if isinstance(w, Tensor) else w)
+    def _gamma(self, u: Tensor, params: dict) -> Union[float, Tensor]:
+        g = params.get("gamma", self.gamma)
+        return channelwise(g, u) if isinstance(g, Tensor) else g
+
+    @staticmethod
+    def _velocity(dt: float, u: Tensor, past: Past) -> Optional[Tensor]:
+        """v_n from the history (None for v_0 = 0)."""
+        if not past:
+            return None
+        return past[0].f if past[0].f is not None else (u - past[0].u) / dt
 
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
-        # v_0 = 0 is x_{-1} = x_0: the first step needs no starter
-        return super().step(f, t, dt, u, past or (Record(u),), **params)
+        g = self._gamma(u, params)
+        v = self._velocity(dt, u, past)
+        v = (1 - g) * f(t, u) if v is None else g * v + (1 - g) * f(t, u)
+        return u.add(v, alpha=dt), Record(u, v)
+
+    def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor) -> tuple[Tensor, Record]:
+        v = f(t, u)
+        return pu.add(v, alpha=dt), Record(pu, v)
 
     def inverse(self, f, t: float, dt: float, u_next: Tensor, past_next: Past,
                 **params: Tensor) -> tuple[Tensor, Past]:
         """(x_n, past_n) from (x_{n+1}, past_{n+1}): x_n is past_{n+1}[0].u, and
 
-            x_{n-1} = x_n - (x_{n+1} - x_n - dt (1 - gamma) f_n(x_n)) / gamma,
+            v_n = (v_{n+1} - (1 - gamma) f_n(x_n)) / gamma,    x_{n-1} = x_n - dt v_n.
 
-        i.e. v_n = (v_{n+1} - (1 - gamma) f_n(x_n)) / gamma. Rounding errors grow by a little
-        more than 1 / gamma per inverted step (docs/architectures-are-solvers.md gives the
-        depths at which it stays accurate). Inverting the first step gives x_{-1} = x_0 up
-        to rounding."""
+        In floats rounding errors grow by about 1 / gamma per inverted step (inverting the
+        first step gives v_0 = 0 up to rounding); :meth:`fixed_inverse` is exact."""
         if not past_next:
             raise ValueError("inverting a momentum step needs past_next[0].u = x_n, the state the step started from")
-        g = self.gamma if "gamma" not in params else params["gamma"]
         u = past_next[0].u
-        drift = axpy(u_next - u, -dt * (1 - g), f(t, u))  # gamma (x_n - x_{n-1})
-        previous = u - drift / (channelwise(g, u) if isinstance(g, Tensor) else g)
-        return u, (Record(previous),)
+        g = self._gamma(u, params)
+        v = (self._velocity(dt, u_next, past_next) - (1 - g) * f(t, u)) / g
+        return u, (Record(u.sub(v, alpha=dt), v),)
+
+    # -- on a fixed-point carrier (X, V, B): x_n, v_n and the buffer of the bits that the
+    # multiplications by gamma dropped (solvers.fixed_point)
+
+    def fixed_encode(self, dt: float, u: Tensor, past: Past, fx) -> tuple[Tensor, ...]:
+        v = self._velocity(dt, u, past)
+        V = torch.zeros(u.shape, dtype=torch.long, device=u.device) if v is None else fx.fixed(v)
+        return fx.fixed(u), V, torch.zeros_like(V)
+
+    def fixed_decode(self, dt: float, carrier: tuple[Tensor, ...], fx) -> tuple[Tensor, Past]:
+        X, V, _ = carrier
+        return fx.float(X), (Record(fx.float(X - fx.times(V, dt)), fx.float(V)),)
+
+    def fixed_step(self, f, t: float, dt: float, carrier: tuple[Tensor, ...], fx, **params: Tensor):
+        X, V, B = carrier
+        g = params.get("gamma", self.gamma)
+        W, B = fx.scale_down(V, fx.ratio(g), B)
+        V = W + fx.fixed(f(t, fx.float(X)), 1 - g)
+        return X + fx.times(V, dt), V, B
+
+    def fixed_inverse(self, f, t: float, dt: float, carrier: tuple[Tensor, ...], fx, **params: Tensor):
+        X, V, B = carrier
+        g = params.get("gamma", self.gamma)
+        X = X - fx.times(V, dt)
+        V, B = fx.scale_up(V - fx.fixed(f(t, fx.float(X)), 1 - g), fx.ratio(g), B)
+        return X, V, B

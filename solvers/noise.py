@@ -54,7 +54,11 @@ def _each(f, wrap: Callable[[Field], Field]):
 
 class Noisy(Scheme):
     """A scheme with noise on its residual term. It declares what the wrapped scheme
-    declares, except invertibility: a noisy step cannot be run backwards."""
+    declares, except invertibility: a noisy step cannot be run backwards; and its own
+    ``branches``, the functions the noise mixes into each function of the scheme (so a
+    step takes ``branches`` times as many)."""
+
+    branches: int = 1
 
     def __init__(self, scheme: Scheme):
         if not isinstance(scheme, Scheme):
@@ -65,6 +69,9 @@ class Noisy(Scheme):
 
     def init_params(self, n: int) -> dict[str, Tensor]:
         return self.inner.init_params(n)
+
+    def coefficient_values(self, **params: Tensor) -> dict[str, Tensor]:
+        return self.inner.coefficient_values(**params)
 
     def _noisy(self, f, u: Tensor, shape: Optional[torch.Size] = None):
         """The step's function(s) with this step's draw of the noise; ``shape`` is what a
@@ -121,7 +128,8 @@ class StochasticDepth(Noisy):
 
 class Expectation(Noisy):
     """Eval-mode stochastic depth: E[S(b f)] = p S(f) + (1 - p) S(0), b ~ Bernoulli(p).
-    The f-value a multistep scheme keeps is scaled to its mean p f."""
+    What a step keeps for the next (a multistep scheme's f-value, momentum's velocity) is
+    the mean of the two, as the state is."""
 
     def __init__(self, scheme: Scheme, p: float):
         super().__init__(scheme)
@@ -130,6 +138,22 @@ class Expectation(Noisy):
     @property
     def deterministic(self) -> Scheme:
         return self
+
+    def characteristic(self, **params: Tensor) -> Optional[Tensor]:
+        """p S(f) + (1 - p) S(0) on u' = lambda u: every z term of the wrapped step's
+        polynomial times p (its f-values this step's and, kept scaled to p f, earlier
+        steps'): zeta - (1 - p) - p R(z) for a one-step scheme, rho - p z sigma for a
+        multistep one."""
+        c = self.inner.characteristic(**params)
+        if c is None:
+            return None
+        c = c.clone()
+        c[..., 1:] *= self.p
+        return c
+
+    def with_history(self, records: int) -> Scheme:
+        inner = self.inner.with_history(records)
+        return self if inner is self.inner else Expectation(inner, self.p)
 
     def _expected(self, advance: Callable, f) -> tuple[Tensor, Record]:
         outputs: dict[int, Tensor] = {}
@@ -146,8 +170,9 @@ class Expectation(Noisy):
 
         out, record = advance(pack([recording(i, g) for i, g in enumerate(fields)]))
         # the zero field has f's own output shape, which a shape-changing step's f does not share with its input
-        zero, _ = advance(pack([(lambda t, x, i=i: torch.zeros_like(outputs[i])) for i in range(len(fields))]))
-        return torch.lerp(zero, out, self.p), record._replace(f=None if record.f is None else self.p * record.f)
+        zero, kept = advance(pack([(lambda t, x, i=i: torch.zeros_like(outputs[i])) for i in range(len(fields))]))
+        f = None if record.f is None else torch.lerp(kept.f, record.f, self.p)  # p f, or momentum's mean velocity
+        return torch.lerp(zero, out, self.p), record._replace(f=f)
 
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
         return self._expected(lambda g: self.inner.step(g, t, dt, u, past, **params), f)
@@ -161,12 +186,14 @@ class ShakeShake(Noisy):
     training with an independent draw for the gradient (Gastaldi 2017); eval mode takes
     the mean 0.5 (f_a + f_b), the expectation whenever the branches are linear."""
 
+    branches = 2
+
     def __init__(self, scheme: Scheme):
         if scheme.functions != 1:
             raise ValueError(f"shake-shake mixes two branches into the one function of a step; {scheme.name!r} "
                              f"already takes {scheme.functions} functions per step")
         super().__init__(scheme)
-        self.functions = 2
+        self.functions = self.branches
 
     def _noisy(self, f, u: Tensor, shape: Optional[torch.Size] = None):
         fa, fb = f
@@ -196,3 +223,8 @@ class _Mean(ShakeShake):
     @property
     def deterministic(self) -> Scheme:
         return self
+
+
+WRAPPERS: dict[str, type[Noisy]] = {"stochastic_depth": StochasticDepth, "batch_drop": StochasticDepth,
+                                    "shake_shake": ShakeShake}
+"""The wrapper of each of :data:`NOISES`, whose declarations (``branches``) say what the noise needs."""

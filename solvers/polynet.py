@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from .characteristic import one_step
 from .scheme import Past, Record, Scheme
 
 
@@ -26,6 +27,10 @@ class PolyNet(Scheme):
             raise ValueError(f"polynet truncation must be an integer >= 1, got {truncation!r}")
         self.truncation = truncation
         self.evals = truncation
+
+    def characteristic(self, **params: Tensor) -> Tensor:
+        """Truncated backward Euler on u' = lambda u: R(z) = 1 + z + ... + z^r."""
+        return one_step([1.0] * (self.truncation + 1))
 
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
         out, term = u, u

@@ -67,6 +67,15 @@ def is_adaptive(name: str) -> bool:
     return name in ADAPTIVE
 
 
+def takes(name: str, option: str) -> bool:
+    """Whether the factory of scheme ``name`` names an option ``option`` (one taking
+    ``**options`` takes more, but names none)."""
+    if name not in _SCHEMES:
+        raise ValueError(f"unknown solver {name!r}; known solvers: {', '.join(available())}")
+    params = inspect.signature(_SCHEMES[name]).parameters.values()
+    return any(p.name == option and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
+
+
 def get(name: str, **options) -> Scheme:
     """The scheme called ``name``, built with ``options`` (e.g. ``get('lm', channels=16)``)."""
     if name not in _SCHEMES:

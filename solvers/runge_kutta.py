@@ -27,6 +27,10 @@ class RungeKutta(Scheme):
         self.evals = tableau.stages
         self.euler_options = {} if tableau.b == (1.0,) else None  # one stage at u_n: forward Euler
 
+    def characteristic(self, **params: Tensor) -> Tensor:
+        """pi = zeta - R(z), R the tableau's stability function."""
+        return self.tableau.characteristic()
+
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
         tab = self.tableau
         ks: list[Tensor] = []

@@ -41,11 +41,21 @@ class Scheme:
       them to ``step`` as keyword arguments;
     - ``invertible``: :meth:`inverse` recovers a step's input from its output, so a
       network can train without storing its states;
+    - ``exact_reversal``: the step also runs on a fixed-point carrier
+      (:meth:`fixed_encode`, :meth:`fixed_step`, :meth:`fixed_inverse`,
+      :meth:`fixed_decode`; :mod:`odenets.solvers.fixed_point`) on which its inverse
+      rebuilds the input bit for bit, at any depth;
     - ``skips_functions``: a training step may leave its functions unevaluated (a
       dropped block), so their parameters may get no gradient (DDP must be told);
     - ``euler_options``: options under which the step is the forward-Euler step
       u + dt f(u), a residual block unchanged (``{}``: always; LM's ``{'k_init': 0.0}``),
       or None where the scheme has no such point.
+
+    For the analysis a scheme describes itself by :meth:`characteristic` (what its step
+    does to u' = lambda u, from which stability regions, spectra verdicts, modified
+    equations and the ODE it converges to follow), :meth:`coefficient_values` (its trained
+    coefficients as reported) and :meth:`with_history` (the scheme that takes a step
+    with a short history: a multistep scheme's starter).
 
     The engine, the zoo, the application and the analysis ask these, never a name.
     """
@@ -58,6 +68,7 @@ class Scheme:
     splits_state: bool = False
     trained: tuple[str, ...] = ()
     invertible: bool = False
+    exact_reversal: bool = False
     skips_functions: bool = False
     euler_options: Optional[dict] = None
 
@@ -65,6 +76,26 @@ class Scheme:
         """Initial values of the trainable coefficients of step n, one per name in
         ``trained`` (none by default)."""
         return {}
+
+    def characteristic(self, **params: Tensor) -> Optional[Tensor]:
+        """The characteristic polynomial pi(zeta; z) of the step applied to u' = lambda u,
+        z = dt * lambda, at the trained coefficients ``params`` (one per name in
+        ``trained``), as the matrix of :mod:`odenets.solvers.characteristic`
+        (:func:`~odenets.solvers.characteristic.one_step` from a stability function R(z),
+        :func:`~odenets.solvers.characteristic.rho_sigma` from multistep coefficients).
+        None (the default) where the step is not one linear recurrence for u' = lambda u
+        (a pair of functions, noise): the analysis then has no region for it."""
+        return None
+
+    def coefficient_values(self, **params: Tensor) -> dict[str, Tensor]:
+        """A step's trained coefficients as the analysis reports them: ``params``
+        themselves by default (LM under ``k_bounds`` reports k for its ``k_raw``)."""
+        return dict(params)
+
+    def with_history(self, records: int) -> "Scheme":
+        """The scheme whose step is taken when ``records`` past records are available:
+        itself by default, a multistep scheme's starter while its history is short."""
+        return self
 
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
         """Return u_{n+1}, a new tensor that no autograd node keeps (the network may apply
@@ -88,6 +119,29 @@ class Scheme:
         for a scheme that declares ``invertible``. ``past_n`` may be longer than the
         history step n was given; the caller keeps what it needs."""
         raise NotImplementedError(f"{type(self).__name__} is not invertible")
+
+    # -- exact reversal (``exact_reversal``): the step on a fixed-point carrier --------------
+    # A carrier is a tuple of int64 tensors, ``fx`` the FixedPoint of the run (its scale and
+    # the stack of dropped bits); the float step computed at the decoded states gives the
+    # gradients.
+
+    def fixed_encode(self, dt: float, u: Tensor, past: Past, fx) -> tuple[Tensor, ...]:
+        """The carrier of (u, past)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no exact reversal")
+
+    def fixed_decode(self, dt: float, carrier: tuple[Tensor, ...], fx) -> tuple[Tensor, Past]:
+        """(u, past) in floats from a carrier; the history may be longer than a step was given."""
+        raise NotImplementedError(f"{type(self).__name__} declares no exact reversal")
+
+    def fixed_step(self, f, t: float, dt: float, carrier: tuple[Tensor, ...], fx,
+                   **params: Tensor) -> tuple[Tensor, ...]:
+        """The step on the carrier; every bit it drops goes to ``fx``."""
+        raise NotImplementedError(f"{type(self).__name__} declares no exact reversal")
+
+    def fixed_inverse(self, f, t: float, dt: float, carrier: tuple[Tensor, ...], fx,
+                      **params: Tensor) -> tuple[Tensor, ...]:
+        """The carrier :meth:`fixed_step` was given, bit for bit."""
+        raise NotImplementedError(f"{type(self).__name__} declares no exact reversal")
 
     @property
     def can_change_shape(self) -> bool:

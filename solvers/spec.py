@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from .noise import NOISES, SURVIVAL, ShakeShake, StochasticDepth, survival_probabilities
+from .noise import NOISES, SURVIVAL, WRAPPERS, ShakeShake, StochasticDepth, survival_probabilities
 from .registry import ADAPTIVE, available, get
 from .scheme import Scheme
 
@@ -36,7 +36,7 @@ class SolverSpec:
 
     @classmethod
     def parse(cls, solver: Union[str, "SolverSpec"], *, noise: Optional[str] = None,
-              survival: Union[None, float, Sequence[float]] = None, **options) -> "SolverSpec":
+              survival: Optional[Union[float, Sequence[float]]] = None, **options) -> "SolverSpec":
         """``parse('lm+sd', survival=0.8, k_init=0.0)``; a SolverSpec given with nothing
         else is returned as it is, with more it is the base the rest adds to.
 
@@ -62,6 +62,13 @@ class SolverSpec:
                 raise ValueError(f"solver {solver!r} asks for noise {VARIANTS[v]!r} and noise={noise!r} for "
                                  "another: give one")
             noise = VARIANTS[v]
+        return cls._checked(name, options, noise, survival)
+
+    @classmethod
+    def _checked(cls, name: str, options: Mapping[str, Any], noise: Optional[str],
+                 survival: Union[None, float, Sequence[float]]) -> "SolverSpec":
+        """The spec of these fields, each checked: what :meth:`parse` makes of its text, and
+        :meth:`replace` of a copy, without reading text again."""
         if name not in available():
             raise ValueError(f"unknown solver {name!r}; known solvers: {', '.join(available())}")
         if noise is not None and noise not in NOISES:
@@ -98,13 +105,15 @@ class SolverSpec:
 
     @property
     def functions(self) -> int:
-        """Functions per step, noise included (shake-shake mixes two branches)."""
-        return 2 if self.noise == "shake_shake" else 1 if self.adaptive else self.scheme.functions
+        """Functions per step, noise included (shake-shake mixes two branches into each)."""
+        if self.adaptive:
+            return 1
+        return self.scheme.functions * (WRAPPERS[self.noise].branches if self.noise else 1)
 
     def replace(self, **changes) -> "SolverSpec":
         """A copy with some fields changed, checked again."""
         new = dataclasses.replace(self, **changes)
-        return SolverSpec.parse(new.name, noise=new.noise, survival=new.survival, **new.options)
+        return SolverSpec._checked(new.name, new.options, new.noise, new.survival)
 
     def survival_probabilities(self, steps: int) -> list[float]:
         """Keep probability p_n of each of ``steps`` steps (:func:`solvers.noise.survival_probabilities`:

@@ -14,6 +14,9 @@ from fractions import Fraction
 from math import isclose
 from numbers import Rational
 
+from torch import Tensor
+
+from .characteristic import one_step
 from .rooted_trees import bracket, density, elementary_weights, trees
 
 _TOL = 1e-12  # for float entries; Fractions (and ints) are compared exactly
@@ -72,7 +75,23 @@ class ButcherTableau:
 
     @property
     def stages(self) -> int:
+        """The number of stages, that is of f-evaluations per step."""
         return len(self.b)
+
+    @property
+    def stability_function(self) -> tuple[float, ...]:
+        """The coefficients r_0..r_s of R(z) = 1 + z b^T (I - zA)^{-1} 1 = sum_m r_m z^m,
+        the factor by which a step multiplies u on u' = lambda u (z = dt lambda): A is
+        nilpotent, so r_0 = 1 and r_{m+1} = b^T A^m 1."""
+        r, v = [1.0], [1.0] * self.stages
+        for _ in range(self.stages):
+            r.append(sum(bi * vi for bi, vi in zip(self.b, v)))
+            v = [sum(aij * vj for aij, vj in zip(row, v)) for row in self.a]
+        return tuple(r)
+
+    def characteristic(self) -> Tensor:
+        """pi = zeta - R(z) (:func:`odenets.solvers.characteristic.one_step`)."""
+        return one_step(self.stability_function)
 
 
 EULER = ButcherTableau("euler", 1, a=((),), b=(1.0,), c=(0.0,))

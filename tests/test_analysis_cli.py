@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from odenets import zoo
+from odenets.analysis.schemes import analysable
 from odenets.app.commands import analyze
-from odenets.app.errors import CheckpointError, UsageError
+from odenets.app.errors import CheckpointError, StorageError, UsageError
 from odenets.app.run import checkpoint
 from odenets.app.settings.config import Config
 
@@ -53,10 +54,11 @@ def test_modified_prints_the_hand_set_coefficients(lm_checkpoint, tmp_path, caps
     (label, rows), = json.loads(capsys.readouterr().out).items()
     assert label.startswith("lm_resnet14")
     learned = [r for r in rows if r["learned"]]
-    assert not rows[0]["learned"] and rows[0]["k"] == 0.0  # the first step: forward Euler
-    assert [r["k"] for r in learned] == pytest.approx(ks)
-    assert [r["u1"] for r in learned] == pytest.approx([1 + k for k in ks])
-    assert [r["u2"] for r in learned] == pytest.approx([(1 - k) * r["dt"] / 2 for k, r in zip(ks, learned)])
+    assert not rows[0]["learned"] and rows[0]["coefficients"] == {}  # the first step: forward Euler
+    assert (rows[0]["du"], rows[0]["ddu"]) == pytest.approx((1.0, rows[0]["dt"] / 2))
+    assert [r["coefficients"]["k"] for r in learned] == pytest.approx(ks)
+    assert [r["du"] for r in learned] == pytest.approx([1 + k for k in ks])
+    assert [r["ddu"] for r in learned] == pytest.approx([(1 - k) * r["dt"] / 2 for k, r in zip(ks, learned)])
     out = tmp_path / "k.png"
     assert run(["analyze", "modified", path, path, "--plot-k", str(out)]) == 0
     assert "momentum" in capsys.readouterr().out
@@ -99,11 +101,13 @@ def test_bad_input(tmp_path, lm_checkpoint):
     with pytest.raises(UsageError, match=r"no LM steps.*euler.*train an lm_\* model, or train with `odenets train "
                                          r"--solver lm`"):
         run(["analyze", "modified", resnet])
-    analysable = "the schemes analysed by name are: euler, midpoint, heun, rk3, rk4, ab2, ab3, ab4, lm, polynet$"
+    builtin = {"ab2", "ab3", "ab4", "euler", "heun", "lm", "midpoint", "momentum", "polynet", "rk3", "rk4"}
+    assert builtin <= set(analysable())  # from what they declare (schemes registered since are listed too)
+    listed = f"the schemes analysed by name are: {', '.join(analysable())}$"
     for action, schemes in [("stability", "euler,rk5"), ("stability", "revnet"), ("stability", "euler_maruyama"),
                             ("convergence", "euler,dopri5"), ("convergence", "fractal")]:
         bad = schemes.split(",")[-1]
-        with pytest.raises(UsageError, match=rf"cannot analyse scheme\(s\) {bad}; {analysable}"):
+        with pytest.raises(UsageError, match=rf"cannot analyse scheme\(s\) {bad}; {listed}"):
             run(["analyze", action, "--schemes", schemes])
     with pytest.raises(UsageError, match="png"):
         run(["analyze", "stability", "--out", str(tmp_path / "x.svg")])
@@ -168,3 +172,37 @@ def test_cli_reports_errors_without_a_traceback(capsys):
         assert cli.main(["analyze", "stability", "--schemes", scheme]) == 2
         err = capsys.readouterr().err
         assert f"odenets analyze: error: cannot analyse scheme(s) {scheme}" in err and "Traceback" not in err
+
+
+def test_a_figure_that_cannot_be_written_is_refused_before_the_work(tmp_path, lm_checkpoint, monkeypatch, capsys):
+    import odenets.analysis as analysis
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    figure = blocker / "fig.png"
+    for name in ("step_spectra", "convergence", "stability_region", "modified_equation"):
+        monkeypatch.setattr(analysis, name, lambda *a, **k: pytest.fail("the work began"), raising=False)
+    path = lm_checkpoint[0]
+    for argv, flag in [(["spectra", path, "--out"], "--out"), (["stability", "--out"], "--out"),
+                       (["convergence", "--out"], "--out"), (["modified", path, "--plot-k"], "--plot-k"),
+                       (["modified", path, "--plot-k-epochs"], "--plot-k-epochs")]:
+        with pytest.raises(StorageError, match=f"{flag} {figure}: cannot write there: {blocker} is a file, not a folder"):
+            run(["analyze", *argv, str(figure)])
+    with pytest.raises(StorageError, match="cannot write there: it is a folder"):
+        (tmp_path / "taken.png").mkdir()
+        run(["analyze", "convergence", "--out", str(tmp_path / "taken.png")])
+    assert capsys.readouterr().out == ""  # nothing computed, nothing printed
+
+
+def test_a_disk_that_fills_during_the_work_is_named(tmp_path, monkeypatch):
+    import errno
+
+    import odenets.analysis as analysis
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(analysis, "plot_convergence", full)
+    figure = tmp_path / "fig.png"
+    with pytest.raises(StorageError, match=f"--out {figure}: cannot write there: the disk is full"):
+        run(["analyze", "convergence", "--schemes", "euler", "--steps", "4,8", "--out", str(figure)])

@@ -6,9 +6,10 @@ import torch
 
 from odenets import ODENet
 from odenets.analysis import convergence, fit_order, logistic, plot_convergence
+from odenets.analysis.schemes import analysable
 
 NOMINAL = {"euler": 1, "midpoint": 2, "heun": 2, "rk3": 3, "rk4": 4, "ab2": 2, "ab3": 3, "ab4": 4, "lm": 1,
-           "polynet": 1}
+           "polynet": 1, "momentum": 1}
 
 
 def test_fit_order_recovers_a_power_law():
@@ -24,8 +25,12 @@ def test_fit_order_recovers_a_power_law():
 
 
 def test_slopes_recover_the_nominal_orders(tmp_path):
-    result = convergence(steps=(8, 16, 32, 64, 128))
+    assert set(NOMINAL) <= set(analysable())  # every built-in deterministic one-function scheme
+    result = convergence(list(NOMINAL), steps=(8, 16, 32, 64, 128),
+                         options={"lm": {"k_init": -0.5}, "momentum": {"gamma": 0.5}})
     assert set(result.slopes) == set(NOMINAL)
+    # lm at k = -0.5 solves (1 + k) u' = f: u(t / (1 + k)) = u(2 t)
+    assert result.scales["lm"] == pytest.approx(2.0) and result.scales["rk4"] == pytest.approx(1.0)
     for name, order in NOMINAL.items():
         assert result.slopes[name] == pytest.approx(order, abs=0.2), name
         assert result.orders[name] == order

@@ -38,17 +38,18 @@ def test_coefficients_computed_by_hand():
         (0, "first", 0, 0), (1, "first", 0, 1), (2, "first", 0, 2), (3, "second", 1, 0), (4, "second", 1, 1)]
     first, a, b, c, d = rows
     # the network's first step has no u_{n-1}: forward Euler, k = 0, u' + (dt/2) u''
-    assert not first.learned and len(Model().first.coefs[0]) == 0
-    assert float(first.k) == 0.0 and float(first.u1) == 1.0 and float(first.u2) == 0.5
+    assert not first.learned and len(Model().first.coefs[0]) == 0 and first.coefficients == {}
+    assert float(first.equation.du) == 1.0 and float(first.equation.ddu) == 0.5 and float(first.equation.f) == 1.0
     # k = -0.5, dt = 1: 1 + k = 0.5, (1 - k) dt / 2 = 0.75;  k = 0.25: 1.25 and 0.375
-    assert a.learned and float(a.u1) == pytest.approx(0.5) and float(a.u2) == pytest.approx(0.75)
-    assert float(b.u1) == pytest.approx(1.25) and float(b.u2) == pytest.approx(0.375)
+    assert a.learned and float(a.equation.du) == pytest.approx(0.5) and float(a.equation.ddu) == pytest.approx(0.75)
+    assert float(b.equation.du) == pytest.approx(1.25) and float(b.equation.ddu) == pytest.approx(0.375)
+    assert float(b.equation.f) == pytest.approx(1.0) and float(b.equation.df) == pytest.approx(0.0)
     # per channel, dt = 0.5: (1 - k) * 0.25
     assert c.per_channel and c.dt == 0.5
-    assert torch.allclose(c.u1, torch.tensor([0.05, 0.8, 1.6], dtype=torch.float64))
-    assert torch.allclose(c.u2, torch.tensor([1.95 / 4, 1.2 / 4, 0.4 / 4], dtype=torch.float64))
-    assert torch.allclose(d.u2, torch.tensor([0.9 / 4, 1.3 / 4, -0.5 / 4], dtype=torch.float64))
-    assert d.as_dict()["k"] == pytest.approx([0.1, -0.3, 1.5])
+    assert torch.allclose(c.equation.du, torch.tensor([0.05, 0.8, 1.6], dtype=torch.float64))
+    assert torch.allclose(c.equation.ddu, torch.tensor([1.95 / 4, 1.2 / 4, 0.4 / 4], dtype=torch.float64))
+    assert torch.allclose(d.equation.ddu, torch.tensor([0.9 / 4, 1.3 / 4, -0.5 / 4], dtype=torch.float64))
+    assert d.as_dict()["coefficients"]["k"] == pytest.approx([0.1, -0.3, 1.5])
 
 
 def test_readings():
@@ -96,8 +97,8 @@ def test_plot_learned_k(tmp_path):
     fig = plot_learned_k({"hand": one, "init": two}, tmp_path / "k.png")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["hand", "init"]
-    assert ax.lines[0].get_ydata().tolist() == pytest.approx([-0.5, 0.25, float(one[3].k.mean()),
-                                                              float(one[4].k.mean())])
+    assert ax.lines[0].get_ydata().tolist() == pytest.approx([-0.5, 0.25, float(one[3].coefficients["k"].mean()),
+                                                              float(one[4].coefficients["k"].mean())])
     assert len(ax.collections) >= 1  # the min-max band of the per-channel stage
     assert (tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -117,4 +118,4 @@ def test_bounded_k_is_read_as_k_not_as_its_raw_coefficient():
         net.coefs[1]["k_raw"].fill_(math.atanh(0.6))  # k = 0.5 * 0.6
     rows = modified_equation(net)
     assert [r.learned for r in rows] == [False, True, True]
-    assert rows[1].k.item() == pytest.approx(0.3) and rows[1].regime == "damped"
+    assert rows[1].coefficients["k"].item() == pytest.approx(0.3) and rows[1].regime == "damped"

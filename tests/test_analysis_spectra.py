@@ -165,14 +165,23 @@ def test_per_channel_k_counts_a_value_inside_when_every_channels_region_holds_it
     assert last.inside_fraction == pytest.approx(every)
 
 
-def test_stochastic_depth_scales_the_field_by_its_survival_probability():
-    f = linear()
-    net = ODENet(f, solver="euler", steps=3, noise="stochastic_depth", survival=0.4)
+@pytest.mark.parametrize("solver, R", [("euler", lambda z: 1 + z),
+                                       ("rk4", lambda z: 1 + z + z**2 / 2 + z**3 / 6 + z**4 / 24)])
+def test_stochastic_depth_is_judged_by_its_expectation(solver, R):
+    """In eval mode a step kept with probability p is p S(f) + (1 - p) S(0): on u' = lambda u it
+    multiplies u by 1 - p + p R(z) (not R(p z): for rk4 they differ), with z = dt lambda of f itself."""
+    f, dt = linear(), 1.5
+    net = ODENet(f, solver=solver, steps=3, dt=dt, noise="stochastic_depth", survival=0.4)
     records = step_spectra(net, torch.randn(1, f.in_features, dtype=torch.float64))
-    radius = np.abs(np.linalg.eigvals(f.weight.detach().numpy())).max()
+    want = dt * np.linalg.eigvals(f.weight.detach().numpy())
     survival = [step.scheme.p for step in net.layers]
-    assert [r.radius for r in records] == pytest.approx([p * radius for p in survival])
     assert survival[-1] == pytest.approx(0.4)
+    assert [r.radius for r in records] == pytest.approx([np.abs(want).max()] * 3)
+    expected = [np.mean([abs(1 - p + p * R(z)) <= 1 + 1e-12 for z in want]) for p in survival]
+    assert len(set(expected)) > 1  # the test tells the steps apart
+    assert [r.inside_fraction for r in records] == pytest.approx(expected)
+    if solver == "rk4":  # and the expectation from the step with f scaled by p
+        assert expected != [np.mean([abs(R(p * z)) <= 1 for z in want]) for p in survival]
 
 
 def test_bad_input():

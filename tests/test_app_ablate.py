@@ -18,7 +18,7 @@ from odenets.app.commands.train import fit
 from odenets.app.errors import Interrupted
 from odenets.app.settings.config import Config
 
-ARGS = ["ablate", "--model", "resnet8", "--solvers", "euler,rk4", "--seeds", "2", "--epochs", "2",
+ARGS = ["ablate", "--jobs", "1", "--model", "resnet8", "--solvers", "euler,rk4", "--seeds", "2", "--epochs", "2",
         "--batch-size", "128"]
 
 

@@ -9,11 +9,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from odenets.app.commands import cli
+from odenets.app.commands import ablate, cli
+from odenets.app.errors import RunFailed
 from odenets.app.run import jobs
 from odenets.app.run.job_progress import JobProgress
 from odenets.app.settings.config import Config
@@ -52,7 +54,7 @@ def study(out: Path) -> dict:
 def one_by_one(tmp_path_factory):
     """The study trained as before: one run after another in one process."""
     out = tmp_path_factory.mktemp("one-by-one")
-    done = odenets(*ARGS, "--out", out)
+    done = odenets(*ARGS, "--jobs", 1, "--out", out)
     assert done.returncode == 0, done.stderr
     assert ": started (" not in done.stdout  # one job: the lines as before
     result = study(out)
@@ -153,21 +155,23 @@ def test_shards_split_the_plan_deterministically():
     assert jobs.share(plan[:1], (2, 2)) == []  # more shards than runs: some have none
 
 
-def test_each_job_gets_its_gpu_or_its_share_of_the_cores(monkeypatch):
+def test_each_job_gets_its_gpu_and_each_run_one_thread(monkeypatch):
     cfg = Config(model="resnet8")
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(jobs, "cores", lambda: 8)
     monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
-    assert [jobs.placed(cfg, slot, 3).threads for slot in range(3)] == [2, 2, 2]
-    assert jobs.placed(cfg, 0, 16).threads == 1
-    assert jobs.placed(cfg, 0, 3).device is None and jobs.placed(cfg, 0, 3).quiet
-    assert jobs.placed(Config(threads=4), 0, 3).threads == 4  # --threads wins
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert jobs.placed(cfg, 0, 3).threads is None  # left to OMP_NUM_THREADS
+    monkeypatch.setattr(jobs, "cores", lambda: 8)
+    assert jobs.default_jobs(None) == jobs.default_jobs("cpu") == 8  # a run per core
+    assert jobs.placed(cfg, 0).device is None and jobs.placed(cfg, 0).quiet
     monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
-    assert [jobs.placed(cfg, slot, 3).device for slot in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
-    assert jobs.placed(Config(device="cuda:1"), 0, 3).device == "cuda:1"  # a device named is kept
-    assert jobs.placed(Config(device="cpu"), 1, 3).device == "cpu"
+    assert [jobs.placed(cfg, slot).device for slot in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert jobs.placed(Config(device="cuda:1"), 0).device == "cuda:1"  # a device named is kept
+    assert jobs.placed(Config(device="cpu"), 1).device == "cpu"
+    assert jobs.default_jobs(None) == 2 and jobs.default_jobs("cpu") == 8 and jobs.default_jobs("cuda:1") == 1
+    for cores in (1, 2, 64):  # the study's runs are the same on every machine: one thread each
+        monkeypatch.setattr(jobs, "cores", lambda: cores)
+        study = ablate.plan(cli.parser().parse_args(["ablate", "--device", "cpu"]))
+        assert study.jobs == cores and {cfg.threads for cfg in study.runs} == {1} and len(study.runs) == 35
+    study = ablate.plan(cli.parser().parse_args(["ablate", "--threads", "3", "--jobs", "2"]))
+    assert study.jobs == 2 and {cfg.threads for cfg in study.runs} == {3}  # as asked
 
 
 def test_a_log_gets_a_line_per_completed_epoch_and_a_resumed_job_only_its_new_ones(capsys):
@@ -183,3 +187,84 @@ def test_a_log_gets_a_line_per_completed_epoch_and_a_resumed_job_only_its_new_on
         "euler seed 0: epoch 1/3", "euler seed 0: epoch 2/3", "euler seed 0: epoch 3/3",
         "lm seed 0: epoch 3/4", "lm seed 0: epoch 4/4"]
     assert "left" in lines[0] and "left" not in lines[2]
+
+
+def workers(pid: int) -> list[int]:
+    """The ids of the worker processes that process ``pid`` started (Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, ended but not yet reaped by its new parent, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def started_training(proc, out: Path) -> list[int]:
+    """Wait until study ``proc`` has two workers and one has saved a checkpoint; their ids."""
+    for _ in proc.stdout:  # a line as each job starts and completes an epoch
+        running = workers(proc.pid)
+        if len(running) == 2 and list(out.glob("runs/*/*/checkpoint.pt")):
+            return running
+    raise AssertionError(f"the study ended before two of its jobs were training: {proc.wait()}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
+def test_the_workers_of_a_study_killed_save_and_stop_with_it(tmp_path, one_by_one):
+    out = tmp_path / "killed"
+    proc = odenets(*ARGS, "--jobs", 2, "--out", out, wait=False)
+    running = started_training(proc, out)
+    killed = time.monotonic()
+    proc.kill()  # kill -9: no handler runs in the study's process
+    stdout, stderr = proc.communicate(timeout=120)  # its pipes close when the workers have ended too
+    assert time.monotonic() - killed < 30, stderr  # a step and a save, on a busy 2-core machine
+    assert not [pid for pid in running if alive(pid)]
+    for text in ("Traceback", "BrokenPipeError", "leaked"):
+        assert text not in stderr, stderr
+    assert not list(out.glob("runs/*/*/.lock"))  # every job let go of its folder at once
+    again = odenets(*ARGS, "--jobs", 2, "--out", out)
+    assert again.returncode == 0, again.stderr
+    assert study(out) == one_by_one
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
+def test_a_worker_killed_ends_the_study_with_one_message(tmp_path):
+    out = tmp_path / "worker-killed"
+    argv = [*ARGS, "--seeds", 1, "--epochs", 5, "--jobs", 2, "--out", out]  # two runs, both running at the kill
+    proc = odenets(*argv, wait=False)
+    killed = started_training(proc, out)[0]
+    os.kill(killed, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr and "error: the process of run" in stderr
+    assert "ended with exit status -9 (killed by SIGKILL) before it reported" in stderr
+    assert "rerun the same command to go on" in stderr
+    locks = [json.loads(path.read_text())["pid"] for path in out.glob("runs/*/*/.lock")]
+    assert locks in ([], [killed]) and not list(out.glob("runs/*/*/result.json"))  # a killed process's lock is stale
+    again = odenets(*argv)
+    assert again.returncode == 0, again.stderr
+    assert len(list(out.glob("runs/*/*/result.json"))) == 2
+
+
+def fails(cfg, progress):
+    """A run that fails with an error of no kind odenets knows (for the test below)."""
+    raise ZeroDivisionError(f"no data in {cfg.out}")
+
+
+def test_an_error_in_a_worker_names_the_run_and_the_error(tmp_path):
+    with pytest.raises(RunFailed) as caught:
+        jobs.run(fails, [Config(out=str(tmp_path / "a"))], 2)
+    assert str(caught.value).startswith(f"run {tmp_path / 'a'} failed with ZeroDivisionError: no data in ")

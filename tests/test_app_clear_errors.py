@@ -93,7 +93,7 @@ def test_nan_weights_are_refused(trained, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def ablation(tmp_path_factory):
     out = tmp_path_factory.mktemp("ablation")
-    argv = ["ablate", "--model", "resnet8", "--epochs", "1", "--batch-size", "256", "--solvers", "euler", "--seeds",
+    argv = ["ablate", "--jobs", "1", "--model", "resnet8", "--epochs", "1", "--batch-size", "256", "--solvers", "euler", "--seeds",
             "1", "--out", str(out), "--quiet"]
     assert cli.main(argv) == 0
     return out, argv
@@ -108,6 +108,13 @@ def ablation(tmp_path_factory):
      "history[0] field 'test_acc' is missing or not a number"),
     (lambda text: json.dumps({**json.loads(text), "config": {**json.loads(text)["config"], "epochs": "1"}}),
      "has epochs='1', which is not an integer"),
+    (lambda text: json.dumps({**json.loads(text), "test_acc": 5.0}), "test_acc is 5.0, not an accuracy between 0"),
+    (lambda text: json.dumps({**json.loads(text), "test_acc": math.nan}), "test_acc is nan, not an accuracy"),
+    (lambda text: json.dumps({**json.loads(text), "test_loss": math.inf}), "test_loss is inf, not a finite number"),
+    (lambda text: json.dumps({**json.loads(text), "test_acc": 0.5}), "its history does not end in its result"),
+    (lambda text: json.dumps({**json.loads(text), "test_acc": 0.5,
+                              "history": [{**row, "test_acc": 0.5} for row in json.loads(text)["history"]]}),
+     "the run's last line of metrics.jsonl (epoch 1, test_acc"),
 ])
 def test_a_damaged_ablation_result_names_the_field(ablation, capsys, damage, expect):
     out, argv = ablation
@@ -116,7 +123,7 @@ def test_a_damaged_ablation_result_names_the_field(ablation, capsys, damage, exp
     try:
         result.write_text(damage(good))
         code, err = odenets(capsys, *argv)
-        assert code == 2 and f"{result} is damaged" in err and expect in err
+        assert code == 2 and f"{result} is damaged" in err and expect in err and "Traceback" not in err
     finally:
         result.write_text(good)
 

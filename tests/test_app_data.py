@@ -201,3 +201,47 @@ def test_an_unwritable_tensor_cache_is_a_data_error(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="ODENETS_CACHE"):
         data.load("imagefolder", str(root))
     assert isinstance(data.load("imagefolder", str(root), loader="pil").train, data.ImageFiles)
+
+
+def bad_file(root, kind, monkeypatch):
+    """A bad file among the training images of ``root``: an image too large to decode
+    safely (PIL's decompression-bomb guard, its limit lowered for the test), a broken
+    symlink, or a symlink loop; its path and a text the error about it holds."""
+    path = root / "train" / "dog" / f"bad-{kind}.png"
+    if kind == "too large":
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 150)  # 12x12 images pass, 20x20 is over twice the limit
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(path)
+        return path, "exceeds limit of 300 pixels"
+    if kind == "broken symlink":
+        path.symlink_to(root / "nowhere.png")
+        return path, "No such file or directory"
+    path.symlink_to(path)
+    return path, "Too many levels of symbolic links"
+
+
+@pytest.mark.parametrize("kind", ["too large", "broken symlink", "symlink loop"])
+@pytest.mark.parametrize("loader", ["pil", "cache"])
+def test_an_image_too_large_or_a_bad_symlink_is_a_bad_image(tmp_path, capsys, monkeypatch, kind, loader):
+    root = write_tree(tmp_path / "tree")
+    monkeypatch.setenv("ODENETS_CACHE", str(tmp_path / "cache"))
+    bad, reason = bad_file(root, kind, monkeypatch)
+    with pytest.raises(DataError, match="--on-bad-image skip") as err:
+        ds = data.load("imagefolder", str(root), image_size=8, loader=loader)
+        [ds.train[i] for i in range(len(ds.train))]
+    assert f"cannot read image {bad}" in str(err.value) and reason in str(err.value)
+    ds = data.load("imagefolder", str(root), image_size=8, loader=loader, on_bad_image="skip")
+    assert all(x.shape == (3, 8, 8) for x, _ in (ds.train[i] for i in range(len(ds.train))))
+    assert f"skipping unreadable image {bad}" in capsys.readouterr().err
+
+
+def test_an_empty_test_folder_or_a_single_class_is_refused(tmp_path):
+    root = write_tree(tmp_path / "empty-test")
+    for folder in (root / "test").iterdir():
+        for f in folder.iterdir():
+            f.unlink()
+        folder.rmdir()
+    with pytest.raises(DataError, match=f"no class folders in {root / 'test'}: expected"):
+        data.load("imagefolder", str(root), image_size=8)
+    one = write_tree(tmp_path / "one", classes=("cat",))
+    with pytest.raises(DataError, match=f"{one / 'train'} holds one class, cat: there is nothing to tell apart"):
+        data.load("imagefolder", str(one), image_size=8)

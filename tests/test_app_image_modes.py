@@ -98,6 +98,8 @@ def test_mixed_modes_in_one_folder_become_the_runs_channels(tmp_path, loader):
     for root, modes, channels in ((tmp_path / "mixed", mixed, 3), (tmp_path / "gray", gray, 1)):
         save_all(root / "train" / "a", modes)
         save_all(root / "test" / "a", modes)
+        for split in ("train", "test"):  # a second class (a folder of one is refused), after a's images
+            save_all(root / split / "b", ["L"])
         ds = data.load("imagefolder", str(root), loader=loader, flip=False)
         assert ds.in_chans == channels and ds.chosen["channels"] == channels
         names = sorted(f"{m.replace(';', '_')}.{'tif' if m in ('I', 'CMYK') else 'png'}" for m in modes)

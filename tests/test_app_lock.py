@@ -56,7 +56,7 @@ def test_a_second_writer_is_refused_naming_the_folder_and_the_other_process(tmp_
 
 def test_ablate_takes_each_run_folder(tmp_path, capsys, other):
     proc = other(tmp_path / "runs" / "euler" / "seed0")
-    code, err = odenets(capsys, "ablate", "--model", "resnet8", "--epochs", 1, "--solvers", "euler", "--seeds", 1,
+    code, err = odenets(capsys, "ablate", "--jobs", 1, "--model", "resnet8", "--epochs", 1, "--solvers", "euler", "--seeds", 1,
                         "--out", tmp_path, "--quiet")
     assert code == 2 and f"in use by process {proc.pid}" in err
 

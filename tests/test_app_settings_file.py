@@ -1,20 +1,20 @@
 """``--config FILE.toml``: a file's settings mean what the same flags mean, a flag on the
 command line wins, a bad file gets one message naming it, and the run records the
 resolved settings."""
+import argparse
 import json
 
 import pytest
 
-from odenets.app.commands import cli
-from odenets.app.settings import settings_file
+from odenets.app.commands import cli, train
+from odenets.app.settings import config, settings_file
 
 
 def parse(tmp_path, text, *argv):
     path = tmp_path / "study.toml"
     path.write_text(text)
     argv = [*argv[:1], "--config", str(path), *argv[1:]]
-    p = cli.parser()
-    return p.parse_args(settings_file.expand(argv, p.parse_args(argv)))
+    return settings_file.merged(cli.parser().parse_args(argv))
 
 
 def test_every_kind_of_setting_means_its_flag(tmp_path):
@@ -50,6 +50,40 @@ def test_the_command_line_overrides_the_file(tmp_path):
                  "--opt", "k_init=-0.1")
     assert args.seeds == 2 and args.epochs == 3 and args.quiet is True
     assert args.opt == ["k_init=0.0", "k_init=-0.1"]  # later wins when the options are read
+    args = parse(tmp_path, "seeds = 3\n", "ablate", "--seeds", "5")  # given equal to the default: still given
+    assert args.seeds == 5
+
+
+def test_a_model_given_replaces_the_files_models(tmp_path):
+    args = parse(tmp_path, 'models = ["preact_resnet20", "preact_resnet56"]\nepochs = 2\n', "ablate", "--model",
+                 "preact_resnet8")
+    assert (args.model, args.models, args.epochs) == ("preact_resnet8", None, 2)
+    args = parse(tmp_path, 'model = "resnet8"\n', "ablate", "--models", "resnet8,resnet14")
+    assert (args.model, args.models) == (None, "resnet8,resnet14")
+
+
+def test_a_table_takes_tomls_booleans_and_arrays(tmp_path):
+    args = parse(tmp_path, "[opt]\npreact = false\nk_bounds = [-0.9, 0.9]\nk_init = 0\n", "train")
+    cfg, _ = config.from_args(args)
+    assert cfg.options == {"preact": False, "k_bounds": [-0.9, 0.9], "k_init": 0}
+
+
+def test_the_parser_reads_its_command_line_once(tmp_path, monkeypatch):
+    path = tmp_path / "run.toml"
+    path.write_text("epochs = 3\n")
+    calls = []
+    parse_known = argparse.ArgumentParser.parse_known_args
+
+    def counted(self, args=None, namespace=None):
+        calls.append(list(args or []))
+        return parse_known(self, args, namespace)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", counted)
+    monkeypatch.setattr(train, "run", lambda args: calls.append(args.epochs) and 0)
+    argv = ["train", "--config", str(path), "--model", "resnet8"]
+    assert cli.main(argv) == 0
+    assert [c for c in calls[:-1] if "resnet8" in c] == [argv, argv[1:]]  # the program's parser, then the command's
+    assert calls[-1] == 3  # the file's epochs reached the command
 
 
 @pytest.mark.parametrize("text, expect", [
@@ -59,6 +93,7 @@ def test_the_command_line_overrides_the_file(tmp_path):
     ("quiet = 1", ["quiet is a switch: give true or false"]),
     ("opt = 'k_init=0'", ["opt takes a table of KEY = VALUE"]),
     ("models = [['a']]", ["['a'] is not a string or a number"]),
+    ("noise = 'loud'", ["argument --noise: invalid choice: 'loud'"]),
     ("seeds = ", ["is not valid TOML"]),
 ])
 def test_a_bad_file_is_a_usage_error_naming_it(tmp_path, capsys, text, expect):

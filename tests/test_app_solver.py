@@ -32,8 +32,9 @@ def test_the_label_names_the_noise_and_the_default_folder():
     plain, sd, spelled = out("--solver", "lm"), out("--solver", "lm+sd"), out("--solver", "lm", "--noise",
                                                                                  "stochastic_depth")
     assert plain.out == "runs/digits-resnet20-lm-seed0" and sd.out == "runs/digits-resnet20-lm+sd-seed0"
-    assert (spelled.solver, spelled.out, spelled.options) == ("lm+sd", sd.out, {})
-    assert out("--noise", "stochastic_depth").label == "default+sd"
+    assert (spelled.solver, spelled.solver.label, spelled.out, spelled.options) == (sd.solver, "lm+sd", sd.out, {})
+    assert out().label == "default"  # the model's own scheme, as it is
+    assert out("--noise", "stochastic_depth").label == "euler+sd"  # resnet20's own, with the noise
 
 
 def test_a_checkpoint_of_version_1_evaluates_as_it_did_and_reports_its_label(capsys):
@@ -45,7 +46,7 @@ def test_a_checkpoint_of_version_1_evaluates_as_it_did_and_reports_its_label(cap
     saved = torch.load(DATA / "v1-resnet14-lm-sd-digits.logits.pt", weights_only=True)
     with torch.no_grad():
         torch.testing.assert_close(model(saved["x"]), saved["logits"], rtol=1e-5, atol=1e-5)
-    assert Config(solver="lm", options={"noise": "stochastic_depth"}).resolved().solver == "lm+sd"
+    assert Config(solver="lm", options={"noise": "stochastic_depth"}).resolved().solver.label == "lm+sd"
 
 
 @pytest.mark.slow

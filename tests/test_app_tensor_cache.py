@@ -2,11 +2,15 @@
 rebuilt when a file changes or the cache is damaged, never half-written."""
 import json
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from odenets import files as files_module
 from odenets.app.data import tensor_cache
 
 
@@ -73,7 +77,7 @@ def test_a_changed_added_or_removed_file_rebuilds(files):
 
 
 @pytest.mark.parametrize("damage", ["flip a byte", "truncate", "bad json", "no json", "json of a list",
-                                    "wrong count"])
+                                    "wrong count", "skipped out of range"])
 def test_a_damaged_cache_is_rebuilt_not_trusted(files, tmp_path, damage):
     root, paths = files
     decode = Decoder()
@@ -91,8 +95,10 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(files, tmp_path, damage):
         meta.unlink()
     elif damage == "json of a list":
         meta.write_text("[1, 2]")
-    else:
+    elif damage == "wrong count":
         meta.write_text(json.dumps({**json.loads(meta.read_text()), "count": 4}))
+    else:
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "skipped": {"5": "no such file"}}))
     images, _ = load(root, paths, decode)
     assert decode.calls == 10
     np.testing.assert_array_equal(images, expected(paths))
@@ -122,3 +128,21 @@ def test_unreadable_files_are_recorded_and_left_as_zeros(files):
     images, skipped = load(root, paths, decode)
     assert skipped == {1: "broken"} and not images[1].any()
     assert load(root, paths, Decoder())[1] == {1: "broken"}  # reused, skipped files and all
+
+
+def test_the_temporary_file_of_a_build_killed_part_way_is_removed(files, tmp_path):
+    root, paths = files
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)
+    old = time.time() - 2 * files_module.IDLE
+    temporaries = {name: cache / f".{'0' * 40}.npy.{pid}.0123abcd.tmp"
+                   for name, pid in (("killed", dead), ("writing here", os.getpid()))}
+    temporaries["writing elsewhere"] = cache / f".{'1' * 40}.npy.{dead}.0123abcd.tmp"  # its file still changes
+    for name, path in temporaries.items():
+        path.write_bytes(b"part of an entry")
+        if name != "writing elsewhere":
+            os.utime(path, (old, old))
+    load(root, paths, Decoder())
+    assert [name for name, path in temporaries.items() if path.exists()] == ["writing here", "writing elsewhere"]

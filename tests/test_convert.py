@@ -198,16 +198,58 @@ def test_convnext_stages_restart_the_history_after_their_downsampling():
     assert [len(n.layers) for n in nets] == [1, 2, 2, 1]
 
 
-def test_post_norm_transformer_is_refused_with_the_reason():
-    layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
-    with pytest.raises(ValueError, match="norm_first=True"):
-        odenets.convert(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False))
+@pytest.mark.parametrize("solver", ["lm", "euler"])
+def test_post_norm_transformer_is_a_step_then_its_own_norm(solver):
+    """norm_first=False: each sub-step is x -> norm(x + g(x)), the norm the step's
+    activation, each step its own: the original's output, masks included."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+    model = nn.TransformerEncoder(layer, 3, enable_nested_tensor=False).train()
+    with torch.no_grad():  # each norm its own weights: a stage using one norm for all would show
+        for m in model.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    converted = odenets.convert(model, solver)
+    nets = [m for m in converted.modules() if isinstance(m, odenets.ODENet)]
+    assert len(nets) == 1 and len(nets[0].activation) == 6
+    x = torch.randn(2, 5, 16)
+    padding = torch.tensor([[False] * 5, [True, True, False, False, False]])
+    torch.testing.assert_close(converted(x), model(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(converted(x, src_key_padding_mask=padding), model(x, src_key_padding_mask=padding),
+                               rtol=1e-5, atol=1e-5)
 
 
-def test_converted_encoder_refuses_masks():
-    model, x = family("transformer_encoder")
-    with pytest.raises(ValueError, match="masks"):
-        odenets.convert(model)(x, mask=torch.zeros(5, 5))
+@pytest.mark.parametrize("solver", ["lm", "euler"])
+def test_converted_encoder_takes_masks_as_context(solver):
+    """A causal mask and a padding mask reach every attention step: the converted
+    encoder returns the original's output (its slow path: train mode, dropout off)."""
+    torch.manual_seed(0)
+    model = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True,
+                                                             norm_first=True), 3, norm=nn.LayerNorm(16),
+                                  enable_nested_tensor=False).train()
+    x = torch.randn(2, 5, 16)
+    converted = odenets.convert(model, solver)
+    causal = nn.Transformer.generate_square_subsequent_mask(5)
+    padding = torch.tensor([[False] * 5, [True, True, False, False, False]])
+    for kwargs in (dict(mask=causal, is_causal=True), dict(src_key_padding_mask=padding),
+                   dict(mask=causal, src_key_padding_mask=padding)):
+        torch.testing.assert_close(converted(x, **kwargs), model(x, **kwargs), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="give the mask"):
+        converted(x, is_causal=True)
+
+
+@pytest.mark.parametrize("solver", ["lm", "euler"])
+def test_converted_timm_vit_takes_an_attention_mask_as_context(solver):
+    model, x = family("timm_vit")
+    model.eval()
+    converted = odenets.convert(model, solver)
+    tokens = model.patch_embed.num_patches + model.num_prefix_tokens
+    mask = torch.ones(tokens, tokens, dtype=torch.bool).tril()
+    with torch.no_grad():
+        want = model.forward_features(x, attn_mask=mask)
+        torch.testing.assert_close(converted.forward_features(x, attn_mask=mask), want, rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(want, model.forward_features(x))  # the mask matters
 
 
 class MyBlock(nn.Module):
@@ -271,6 +313,16 @@ def test_bad_arguments():
         odenets.convert(ResNet(BasicBlock, [1, 1, 1, 1]), "nope")
     with pytest.raises(TypeError, match="nn.Module subclass"):
         odenets.register_block(MyBlock(2), lambda b: [])
+    with pytest.raises(TypeError, match="checkpoint must be True or False, got 'no'"):
+        odenets.convert(ResNet(BasicBlock, [1, 1, 1, 1]), checkpoint="no")
+    with pytest.raises(TypeError, match="return_trajectory must be True or False, got 1"):
+        odenets.ODENet(nn.Linear(2, 2), return_trajectory=1)
+
+
+def test_a_converted_network_is_named_as_such():
+    converted = odenets.convert(ResNet(BasicBlock, [1, 1, 1, 1]))
+    with pytest.raises(ValueError, match="ResNet is already converted: its residual stages are ODENets"):
+        odenets.convert(converted, "euler")
 
 
 def test_import_stays_light():

@@ -19,9 +19,7 @@ PUBLISHED = {"euler": (8.75, 7.51, 7.17, 6.97, 6.43), "lm": (8.33, 7.18, 6.66, 6
 
 
 def ablate_args(path, *argv):
-    p = cli.parser()
-    first = p.parse_args(["ablate", "--config", str(path), *argv])
-    return p.parse_args(settings_file.expand(["ablate", "--config", str(path), *argv], first))
+    return settings_file.merged(cli.parser().parse_args(["ablate", "--config", str(path), *argv]))
 
 
 def test_the_paper_study_file():
@@ -34,6 +32,8 @@ def test_the_paper_study_file():
     expected = {f"preact_resnet{d}/{solver}={error}" for solver, errors in PUBLISHED.items()
                 for d, error in zip(depths, errors)}
     assert set(args.paper_error) == expected
+    # He et al.'s errors are of their post-activation ResNets; the euler rows are pre-activation networks
+    assert "post-activation" in args.label and "preact_resnetN/euler" in args.label
 
 
 def test_the_proxy_file_is_labelled_a_proxy():

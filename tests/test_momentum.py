@@ -119,8 +119,8 @@ def run_back(scheme, fs, dt, x, past, params=None):
 
 
 def test_inverse_step_recovers_every_state_float64():
-    """Each inverse step returns (x_n, past_n) of the forward run in float64 (to 1e-9: errors
-    grow by up to 1 / gamma a step),
+    """Each float inverse step returns (x_n, past_n) of the forward run in float64 (to 1e-9:
+    errors grow by up to 1 / gamma a step),
     with a time-dependent f (the inverse evaluates f at t_n) and trained per-step gammas."""
     torch.manual_seed(2)
 
@@ -141,9 +141,9 @@ def test_inverse_step_recovers_every_state_float64():
         for n in reversed(range(30)):
             x, past = scheme.inverse(solvers.timed(fs[n]), n * 0.1, 0.1, x, past, **params[n])
             torch.testing.assert_close(x, states[n], rtol=0, atol=1e-9)
-            # past_n[0] is x_{n-1}; the first step started from x_{-1} = x_0
+            # past_n[0] is (x_{n-1}, v_n); the first step started from x_{-1} = x_0, v_0 = 0
             torch.testing.assert_close(past[0].u, states[max(n - 1, 0)], rtol=0, atol=1e-9)
-            assert past[0].f is None
+            torch.testing.assert_close(past[0].f, (states[n] - states[max(n - 1, 0)]) / 0.1, rtol=0, atol=1e-8)
     with pytest.raises(ValueError, match="needs past_next"):
         scheme.inverse(solvers.timed(fs[0]), 0.0, 0.1, x, ())
 
@@ -216,7 +216,7 @@ def test_compiles_as_one_graph():
 
 @pytest.mark.parametrize("train_gamma", [False, True])
 def test_memory_efficient_gradients_equal_backprop(train_gamma):
-    """The backward pass rebuilds (x_n, x_{n-1}) by inverting the steps: in float64 the
+    """The backward pass rebuilds (x_n, v_n) by inverting the steps: in float64 the
     gradients of the input, every weight and every trained gamma are plain backprop's."""
     torch.manual_seed(0)
     fs = [mlp().double() for _ in range(10)]
@@ -225,11 +225,11 @@ def test_memory_efficient_gradients_equal_backprop(train_gamma):
     efficient = ODENet(fs, "momentum", gamma=0.8, train_gamma=train_gamma, memory_efficient=True)
     efficient.load_state_dict(plain.state_dict())
     out_p, out_e = plain(x), efficient(x)
-    torch.testing.assert_close(out_e, out_p, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out_e, out_p, rtol=1e-8, atol=1e-10)  # the fixed point holds gamma to 2^-31
     inputs_p, inputs_e = [x, *plain.parameters()], [x, *efficient.parameters()]
     assert len(inputs_p) == 1 + 4 * 10 + (9 if train_gamma else 0)
     for a, b in zip(grads(out_e, inputs_e), grads(out_p, inputs_p)):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
 
 
 def test_memory_efficient_matches_momentumnet_memory_saving_mode():

@@ -9,7 +9,6 @@ from torch import nn
 
 from odenets import ODENet
 from odenets.analysis import (
-    ModifiedEquation,
     convergence,
     fit_order,
     modified_multistep,
@@ -48,10 +47,9 @@ def test_modified_equation_coefficients():
     assert eq.epsilon == pytest.approx(1.75 * 0.2 / (2 * 0.25))
     assert modified_multistep(Momentum(gamma=0.75), dt=0.2).ddu == pytest.approx(eq.ddu)
     k = torch.tensor([-0.9, -0.3, 0.4], dtype=F64)
-    lm = modified_multistep("lm", dt=0.5, k=k)
-    row = ModifiedEquation(0, "", 0, 0, 0.5, k, True)
-    torch.testing.assert_close(lm.du, row.u1)
-    torch.testing.assert_close(lm.ddu, row.u2)
+    lm = modified_multistep("lm", dt=0.5, k=k)  # (1 + k) u' + (1 - k)(dt/2) u'' = f(u), per channel
+    torch.testing.assert_close(lm.du, 1 + k)
+    torch.testing.assert_close(lm.ddu, (1 - k) * 0.5 / 2)
     ab2 = modified_multistep(AB2, dt=0.1)
     assert (ab2.du, ab2.ddu, ab2.f, ab2.df) == pytest.approx((1.0, 0.05, 1.0, 0.05))
     with pytest.raises(TypeError, match="linear multistep"):

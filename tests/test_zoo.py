@@ -69,7 +69,7 @@ def test_bad_options_raise_clear_errors(options, message):
 
 
 @pytest.mark.parametrize("name, option", [("resnet20", "depth"), ("resnet20", "stem"), ("resnet50", "block"),
-                                          ("lm_resnet56_sd", "p_last"), ("tiny", "foo")])
+                                          ("lm_resnet56_sd", "block"), ("tiny", "foo")])
 def test_an_option_the_builder_cannot_take_is_a_value_error_listing_the_options(monkeypatch, name, option):
     def tiny(num_classes: int = 10, in_chans: int = 3, solver: str = "euler") -> nn.Module:
         return nn.Linear(in_chans, num_classes)

@@ -1,5 +1,5 @@
 """The model zoo: the paper's residual architectures, each one architecture under a
-choice of solver.
+choice of solver (``from odenets import zoo``).
 
 ``zoo.create('lm_resnet56')`` is LM-ResNet-56, the LM-ResNet authors' CIFAR network,
 ``zoo.create('preact_resnet56')`` the same network under forward Euler, and
@@ -10,13 +10,13 @@ choice of solver.
 from . import models  # noqa: F401  (registers the architectures)
 from .blocks import BasicBlock, Bottleneck, PreActBasic, PreActBottleneck
 from .preact import authors_resnet
-from .registry import check_options, create, list_models, register_model
+from .registry import check_options, cifar_weight_decay, create, list_models, model_options, register_model, solver_spec, split_options
 from .resnet import ResNet, Stage, build
 from .shortcuts import Halves, PadShortcut, PreActProjection, Projection
 from .torchvision import from_torchvision
 
 __all__ = [
     "BasicBlock", "Bottleneck", "Halves", "PadShortcut", "PreActBasic", "PreActBottleneck", "PreActProjection",
-    "Projection", "ResNet", "Stage", "authors_resnet", "build", "check_options", "create", "from_torchvision",
-    "list_models", "register_model",
+    "Projection", "ResNet", "Stage", "authors_resnet", "build", "check_options", "cifar_weight_decay", "create",
+    "from_torchvision", "list_models", "model_options", "register_model", "solver_spec", "split_options",
 ]

@@ -30,11 +30,13 @@ from .registry import register_model
 from .resnet import ResNet, Stage, build
 
 CIFAR_DEPTHS = (8, 14, 20, 32, 44, 56, 110)
+Solver = Union[str, SolverSpec]
+"""A builder's ``solver``: the spec, or its text (read once, by :func:`zoo.build`)."""
 IMAGENET_LAYERS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
                    101: ("bottleneck", (3, 4, 23, 3)), 152: ("bottleneck", (3, 8, 36, 3))}
 
 
-def cifar_resnet(depth: int, num_classes: int = 10, in_chans: int = 3, solver: str = "euler",
+def cifar_resnet(depth: int, num_classes: int = 10, in_chans: int = 3, solver: Solver = "euler",
                  **options) -> ResNet:
     """He et al.'s CIFAR ResNet of depth 6n + 2: n basic blocks per stage on 16/32/64 channels."""
     if depth < 8 or (depth - 2) % 6:
@@ -45,7 +47,7 @@ def cifar_resnet(depth: int, num_classes: int = 10, in_chans: int = 3, solver: s
                  num_classes=num_classes, in_chans=in_chans, solver=solver, **options)
 
 
-def cifar_preact_bottleneck(depth: int, num_classes: int = 10, in_chans: int = 3, solver: str = "euler",
+def cifar_preact_bottleneck(depth: int, num_classes: int = 10, in_chans: int = 3, solver: Solver = "euler",
                             preact: Optional[bool] = True, **options) -> ResNet:
     """ResNet-164 style: depth 9n + 2, n pre-activation bottlenecks per stage on 64/128/256 channels."""
     if depth < 11 or (depth - 2) % 9:
@@ -57,7 +59,7 @@ def cifar_preact_bottleneck(depth: int, num_classes: int = 10, in_chans: int = 3
 
 
 def resnext29(cardinality: int, base_width: int, num_classes: int = 10, in_chans: int = 3,
-              solver: str = "euler", **options) -> ResNet:
+              solver: Solver = "euler", **options) -> ResNet:
     """ResNeXt-29 (C x d): three stages of three grouped bottlenecks, 256/512/1024 channels,
     C * d * 2^i inner channels in C groups."""
     stages = [Stage(3, 256 * 2 ** i, 1 if i == 0 else 2, cardinality * base_width * 2 ** i) for i in range(3)]
@@ -66,7 +68,7 @@ def resnext29(cardinality: int, base_width: int, num_classes: int = 10, in_chans
 
 
 def imagenet_resnet(block: str, layers: Sequence[int], num_classes: int = 1000, in_chans: int = 3,
-                    solver: str = "euler", groups: int = 1, width_per_group: int = 64, **options) -> ResNet:
+                    solver: Solver = "euler", groups: int = 1, width_per_group: int = 64, **options) -> ResNet:
     """torchvision's ResNet/ResNeXt: 7x7 stem, four stages on 64/128/256/512 planes
     (x4 channels for bottlenecks), ``groups`` x ``width_per_group`` inner bottleneck width."""
     expansion = 4 if block == "bottleneck" else 1
@@ -77,27 +79,16 @@ def imagenet_resnet(block: str, layers: Sequence[int], num_classes: int = 1000, 
                  groups=groups, num_classes=num_classes, in_chans=in_chans, solver=solver, **options)
 
 
-def _stochastic_depth_lm(depth: int, p_last: float, num_classes: int = 10, in_chans: int = 3,
-                         solver: str = "lm", noise: Optional[str] = None,
-                         survival: Optional[Union[float, Sequence[float]]] = None, **options) -> ResNet:
-    """The authors' network with their stochastic depth (``batch_drop``, unless ``noise`` or
-    the solver's variant names another), p_L = ``p_last`` unless given."""
-    if noise is None and SolverSpec.parse(solver).noise is None:
-        noise = "batch_drop"
-    if survival is None:
-        survival = p_last
-    return authors_resnet(depth, "basic", num_classes, in_chans, solver, noise=noise, survival=survival, **options)
-
-
-def _add(builder, name: str, doc: str) -> None:
+def _add(builder, name: str, doc: str, cifar_weight_decay: Optional[float] = None) -> None:
     builder.__doc__ = doc
-    register_model(builder, name=name)
+    register_model(builder, name=name, cifar_weight_decay=cifar_weight_decay)
 
 
-def _register(name: str, builder, doc: str) -> None:
+def _register(name: str, builder, doc: str, cifar_weight_decay: Optional[float] = None) -> None:
     for prefix, solver in (("", "euler"), ("lm_", "lm")):
         _add(partial(builder, solver=solver), prefix + name,
-             f"{doc} ({'LM-ResNet: solver=lm' if solver == 'lm' else 'solver=euler: the ResNet'})")
+             f"{doc} ({'LM-ResNet: solver=lm' if solver == 'lm' else 'solver=euler: the ResNet'})",
+             cifar_weight_decay)
 
 
 for _depth in CIFAR_DEPTHS:
@@ -111,9 +102,11 @@ for _depth, _block in [(d, "basic") for d in CIFAR_DEPTHS] + [(164, "bottleneck"
     _add(partial(authors_resnet, _depth, _block, solver="lm"), f"lm_resnet{_depth}",
          f"LM-ResNet-{_depth}: the authors' CIFAR network, solver=lm")
 for _c in (8, 16):
-    _register(f"resnext29_{_c}x64d", partial(resnext29, _c, 64), f"CIFAR ResNeXt-29 ({_c}x64d)")
+    _register(f"resnext29_{_c}x64d", partial(resnext29, _c, 64), f"CIFAR ResNeXt-29 ({_c}x64d)",
+              cifar_weight_decay=5e-4)  # Xie et al. 2017, sec. 5.3
 for _depth, (_kind, _layers) in IMAGENET_LAYERS.items():
     _register(f"resnet{_depth}", partial(imagenet_resnet, _kind, _layers), f"ImageNet ResNet-{_depth}")
-for _depth, _p in ((56, 0.8), (110, 0.5)):
-    _add(partial(_stochastic_depth_lm, _depth, _p), f"lm_resnet{_depth}_sd",
+for _depth, _p in ((56, 0.8), (110, 0.5)):  # their own solver: the authors' stochastic depth, p_L = _p
+    _own = SolverSpec.parse("lm+bd", survival=_p)
+    _add(partial(authors_resnet, _depth, "basic", solver=_own), f"lm_resnet{_depth}_sd",
          f"LM-ResNet-{_depth} with the authors' stochastic depth (noise='batch_drop'), p_L = {_p}")

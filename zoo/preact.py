@@ -19,20 +19,24 @@ with ``per_sample=False``).
 """
 from __future__ import annotations
 
+from typing import Union
+
+from odenets.solvers import SolverSpec
+
 from .resnet import ResNet, Stage, build
 
 BLOCKS = ("basic", "bottleneck")
 
 
 def authors_resnet(depth: int, block: str = "basic", num_classes: int = 10, in_chans: int = 3,
-                   solver: str = "lm", **options) -> ResNet:
+                   solver: Union[str, SolverSpec] = "lm", **options) -> ResNet:
     """The authors' CIFAR network of ``depth`` under ``solver`` (any one-function
     fixed-step scheme): ``block='basic'``, depth 6n + 2 on 16/32/64 channels, or
     ``'bottleneck'``, depth 9n + 2 on 64/128/256 channels (inner widths 16/32/64).
 
-    ``options`` are :func:`zoo.build`'s (``noise``, ``survival``, ``dt``, ``checkpoint``,
-    ``channels=True``) and the scheme's (``k_init``, ``k_bounds``); the network is
-    pre-activation by definition."""
+    ``options`` are :func:`zoo.build`'s (``dt``, ``checkpoint``, ``channels=True``); the
+    scheme's (``noise``, ``survival``, ``k_init``, ``k_bounds``) are ``solver``'s. The
+    network is pre-activation by definition."""
     if block not in BLOCKS:
         raise ValueError(f"block must be one of {', '.join(BLOCKS)}, got {block!r}")
     if "preact" in options:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 from torch import Tensor, nn
 
@@ -21,8 +21,9 @@ from odenets import Carry, ODENet
 from .blocks import BasicBlock, Bottleneck, PreActBasic, PreActBottleneck
 from .shortcuts import Halves, shortcut
 
-MODEL_OPTIONS = ("preact", "noise", "survival", "dt", "checkpoint", "memory_efficient")
-"""Options every zoo model takes besides its solver's own (e.g. lm's k_init, channels)."""
+MODEL_OPTIONS = ("preact", "dt", "checkpoint", "memory_efficient", "channels")
+"""Options every zoo model takes; its solver's (noise, survival, lm's k_init, ...) belong to
+the :class:`solvers.SolverSpec`."""
 
 
 @dataclass(frozen=True)
@@ -59,40 +60,39 @@ class ResNet(nn.Module):
 
 def build(stages: Sequence[Stage], *, block: str, stem: str, stem_channels: int, shortcut_kind: str,
           num_classes: int, in_chans: int = 3, groups: int = 1, solver: Union[str, solvers.SolverSpec] = "euler",
-          preact: Optional[bool] = None, noise: Optional[str] = None,
-          survival: Optional[Union[float, Sequence[float]]] = None, dt: float = 1.0, checkpoint: bool = False,
-          memory_efficient: bool = False, **scheme_options) -> ResNet:
-    """Assemble a :class:`ResNet` whose stages integrate with ``solver``.
+          preact: Optional[bool] = None, dt: float = 1.0, checkpoint: bool = False, memory_efficient: bool = False,
+          channels: Any = None) -> ResNet:
+    """Assemble a :class:`ResNet` whose stages integrate with ``solver`` (a
+    :class:`solvers.SolverSpec`, or its text, read here once).
 
     ``block`` is ``'basic'`` or ``'bottleneck'``; ``stem`` is ``'cifar'`` (3x3 conv) or
     ``'imagenet'`` (7x7/2 conv and 3x3/2 max-pool); ``shortcut_kind`` is ``'pad'``
     (option A) or ``'projection'``. Post-activation networks (``preact`` False, the
     default) apply a ReLU after each addition, pre-activation ones end with BN-ReLU in
     the head. A scheme whose pair of functions splits the state (``revnet``) turns each
-    block into a pair (F, G) of pre-activation blocks on half the channels. ``survival``
-    (with stochastic depth) is p_L of a linear decay over the whole network's depth, or
-    one probability per block. The remaining options go to the scheme
-    (:class:`solvers.SolverSpec`); ``channels=True`` gives lm one k per channel of each stage.
+    block into a pair (F, G) of pre-activation blocks on half the channels. The solver's
+    ``survival`` (with stochastic depth) is p_L of a linear decay over the whole network's
+    depth, or one probability per block. ``channels=True`` gives lm one k per channel of
+    each stage.
     """
     for name, value in (("num_classes", num_classes), ("in_chans", in_chans)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    per_channel = scheme_options.pop("channels", None)
-    if per_channel not in (None, True):
-        raise ValueError(f"channels={per_channel!r}: a zoo model takes channels=True, one k per channel of each "
+    if channels not in (None, True):
+        raise ValueError(f"channels={channels!r}: a zoo model takes channels=True, one k per channel of each "
                          "stage (for lm), or no channels option; the counts are the stages' widths")
-    if per_channel:  # each stage's width sizes its k; here the scheme only shows it takes channels
-        scheme_options["channels"] = 1
-    try:
-        spec = solvers.SolverSpec.parse(solver, noise=noise, survival=survival, **scheme_options)
-    except ValueError as err:
-        raise ValueError(f"{err}; model options: {', '.join(MODEL_OPTIONS)}") from None
+    spec = solvers.SolverSpec.parse(solver)
+    if channels:  # each stage's width sizes its k; here the scheme only shows it takes channels
+        try:
+            spec.replace(options={**spec.options, "channels": 1})
+        except ValueError as err:
+            raise ValueError(f"{err}; model options: {', '.join(MODEL_OPTIONS)}") from None
     if spec.adaptive:
         raise ValueError(f"adaptive solver {spec.name!r} integrates one shared f; zoo models have a block per step "
                          "(choose a fixed-step solver, or use odenets.ODENet directly)")
-    if spec.noise == "shake_shake":
-        raise ValueError("noise='shake_shake' mixes two branches per step; zoo models have one block per step "
-                         "(use stochastic depth, or ODENet with pairs of blocks)")
+    if spec.functions != spec.scheme.functions:
+        raise ValueError(f"noise={spec.noise!r} mixes {spec.functions} branches per step; zoo models have one block "
+                         "per step (use stochastic depth, or ODENet with pairs of blocks)")
     pair = spec.scheme.splits_state
     if spec.scheme.functions > 1 and not pair:
         raise ValueError(f"solver {spec.name!r} takes {spec.scheme.functions} functions per step; zoo models build "
@@ -121,7 +121,7 @@ def build(stages: Sequence[Stage], *, block: str, stem: str, stem_channels: int,
                 shortcuts.append(shortcut(shortcut_kind, in_ch, stage.channels, stride) if changes else None)
             in_ch = stage.channels
         stage_spec = spec
-        if per_channel:
+        if channels:
             stage_spec = stage_spec.replace(options={**spec.options, "channels": stage.channels})
         if ps is not None:
             stage_spec = stage_spec.replace(survival=tuple(ps[first:first + stage.blocks]))

@@ -16,13 +16,13 @@ image's eigenvalues and the mean over the images of each figure.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
-from odenets import solvers
 from odenets.solvers import Scheme
 
 from ..odenet import ODENet
@@ -44,10 +44,10 @@ _JVP_NUMBERS = 1 << 22
 @dataclass(frozen=True, eq=False)
 class StepView:
     """One step of a model as the spectra need it: ``f(u)`` evaluates the step's function
-    (eval mode, the step's time, scaled by its survival probability under stochastic
-    depth) at a batch of states; ``u`` is the batch of states u_n the step was given;
-    ``scheme`` and ``coefficients`` (its learned values, e.g. ``{'k': k_n}``) determine
-    the stability region of the step."""
+    (eval mode, the step's time) at a batch of states; ``u`` is the batch of states u_n
+    the step was given; ``scheme`` (the one that takes the step in eval mode) and
+    ``coefficients`` (its learned values, e.g. ``{'k': k_n}``) determine the stability
+    region of the step."""
 
     stage: str
     step: int
@@ -238,8 +238,9 @@ def _visited_steps(model: nn.Module, x: Tensor) -> list[StepView]:
     it was given when ``model(x)`` ran.
 
     The states are collected by running the model once with each ODENet's ``integrate``
-    shadowed by one that asks for the trajectory. A multistep scheme's step without
-    history (the network's first) is taken by its starter, whose region it gets."""
+    shadowed by one that asks for the trajectory. Each step gets the region of the scheme
+    that takes it (:meth:`Scheme.with_history`: a multistep net's first step is its
+    starter's) in eval mode (stochastic depth: the expectation p S(f) + (1 - p) S(0))."""
     nets = [(name, m) for name, m in model.named_modules() if isinstance(m, ODENet)]
     if not nets:
         raise ValueError(f"{type(model).__name__} contains no ODENet: there are no steps to analyse")
@@ -257,7 +258,10 @@ def _visited_steps(model: nn.Module, x: Tensor) -> list[StepView]:
     def spy(name: str, net: ODENet):
         integrate = net.integrate
 
-        def recording(carry, trajectory=None):
+        def recording(carry, trajectory=None, context=None):
+            if context:
+                raise ValueError(f"step spectra take each step's Jacobian in u alone; the ODENet {name or '<model>'} "
+                                 "was handed a context (its steps' functions take more than the state)")
             states = [carry.u]
             runs.append((name, net, states))
             out = integrate(carry, trajectory=states)
@@ -281,14 +285,12 @@ def _visited_steps(model: nn.Module, x: Tensor) -> list[StepView]:
         for n, step in enumerate(net.layers):
             if step.transition:
                 continue
-            scheme, p = step.scheme, 1.0
-            if isinstance(scheme, solvers.StochasticDepth):  # eval mode: p_n S(f) + (1 - p_n) S(0), S linear in f
-                scheme, p = scheme.inner, scheme.p if scheme.per_sample else 1.0
-            scheme = scheme.deterministic
+            # eval mode's step (stochastic depth's expectation declares its own polynomial), and
+            # the starter where the step has too short a history (a multistep net's first)
+            scheme = step.scheme.deterministic.with_history(math.inf if net.carry_in else n)
             coefs = {k: v.detach().to("cpu", torch.float64) for k, v in step.coefs.items()}
-            starter = isinstance(scheme, solvers.LinearMultistep) and not net.carry_in and n < scheme.history
-            views.append(StepView(name or "<model>", n, lambda v, f=step.field, t=step.t, p=p: p * f(t, v),
-                                  states[n], step.dt, scheme.starter if starter else scheme, coefs))
+            views.append(StepView(name or "<model>", n, lambda v, f=step.field, t=step.t: f(t, v),
+                                  states[n], step.dt, scheme, coefs))
     return views
 
 

@@ -1,15 +1,17 @@
 """Linear stability: where in the complex plane z = dt * lambda a scheme keeps u' = lambda u bounded.
 
-Applied to u' = lambda u, every fixed-step scheme here becomes a linear recurrence whose
-solutions are combinations of zeta^n over the roots zeta of a characteristic polynomial
-pi(zeta; z). The scheme is absolutely stable at z when every root has |zeta| <= 1 and
-those on the unit circle are simple (the root condition):
+Applied to u' = lambda u, a fixed-step scheme that is one linear recurrence has solutions
+that are combinations of zeta^n over the roots zeta of its characteristic polynomial
+pi(zeta; z), which the scheme declares (:meth:`odenets.solvers.Scheme.characteristic`;
+nothing here knows a scheme by name or class). The scheme is absolutely stable at z when
+every root has |zeta| <= 1 and those on the unit circle are simple (the root condition).
+The built-in schemes declare:
 
 - explicit Runge–Kutta: pi = zeta - R(z), R(z) = 1 + z b^T (I - zA)^{-1} 1
   = 1 + sum_{m>=0} (b^T A^m 1) z^{m+1} (A nilpotent, so the sum is finite);
 - linear multistep u_{n+1} = sum_j alpha_j u_{n-j} + dt sum_j beta_j f_{n-j}:
   pi = rho(zeta) - z sigma(zeta) = zeta^s - sum_j (alpha_j + z beta_j) zeta^{s-1-j};
-- LM-ResNet with coefficient k: pi = zeta^2 - (1 - k + z) zeta - k;
+  LM-ResNet at its trained k: pi = zeta^2 - (1 - k + z) zeta - k;
 - PolyNet truncated after r terms: R(z) = 1 + z + ... + z^r.
 
 Hairer & Wanner, *Solving ODEs II*, §IV.2 and §V.1.
@@ -18,18 +20,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from odenets import solvers
 from odenets.solvers import ButcherTableau, MultistepCoefficients, Scheme
 
 from .figure import PathLike, new_figure, save_png
-from .modified_equation import ModifiedEquation
-from .schemes import SCHEMES
+from .schemes import analysable, resolve
+
+if TYPE_CHECKING:
+    from .modified_equation import ModifiedEquation
 
 ROOT_TOL = 1e-9
 """Slack on |zeta| <= 1."""
@@ -56,6 +59,7 @@ class Characteristic:
 
     @property
     def degree(self) -> int:
+        """The degree in zeta: the number of roots, one per state the recurrence carries."""
         return self.coeffs.shape[0] - 1
 
     def roots(self, z) -> Tensor:
@@ -113,106 +117,44 @@ def _quadratic_roots(b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 # -- characteristic polynomials of the schemes ----------------------------------------------------
 
-def runge_kutta(tableau: ButcherTableau) -> Characteristic:
-    """pi = zeta - R(z) with R(z) = 1 + sum_m (b^T A^m 1) z^{m+1}, from the tableau."""
-    s = tableau.stages
-    A = torch.zeros(s, s, dtype=torch.float64)
-    for i, row in enumerate(tableau.a):
-        A[i, :i] = torch.tensor(row, dtype=torch.float64)
-    b = torch.tensor(tableau.b, dtype=torch.float64)
-    r, v = [1.0], torch.ones(s, dtype=torch.float64)
-    for _ in range(s):
-        r.append(float(b @ v))
-        v = A @ v
-    return _one_step(tableau.name, r)
-
-
-def polynet(truncation: int) -> Characteristic:
-    """Truncated backward Euler: R(z) = 1 + z + ... + z^r."""
-    if not isinstance(truncation, int) or truncation < 1:
-        raise ValueError(f"polynet truncation must be an integer >= 1, got {truncation!r}")
-    return _one_step(f"polynet(r={truncation})", [1.0] * (truncation + 1))
-
-
-def multistep(coefficients: MultistepCoefficients) -> Characteristic:
-    """pi = zeta^s - sum_j (alpha_j + z beta_j) zeta^{s-1-j}."""
-    s = coefficients.steps
-    c = torch.zeros(s + 1, 2, dtype=torch.float64)
-    c[s, 0] = 1.0
-    for j, (a, b) in enumerate(zip(coefficients.alpha, coefficients.beta)):
-        c[s - 1 - j, 0] -= a
-        c[s - 1 - j, 1] -= b
-    return Characteristic(coefficients.name, c)
-
-
-def lm(k: float) -> Characteristic:
-    """LM-ResNet at coefficient k: u_{n+1} = (1 - k + z) u_n + k u_{n-1}, pi = zeta^2 - (1 - k + z) zeta - k."""
-    k = float(k)
-    c = torch.tensor([[-k, 0.0], [-(1 - k), -1.0], [1.0, 0.0]], dtype=torch.float64)
-    return Characteristic(f"lm(k={k:g})", c)
-
-
-def _one_step(name: str, r: Sequence[float]) -> Characteristic:
-    c = torch.zeros(2, len(r), dtype=torch.float64)
-    c[0] = -torch.tensor(r, dtype=torch.float64)
-    c[1, 0] = 1.0
-    return Characteristic(name, c)
-
-
 SchemeLike = Union[str, Scheme, ButcherTableau, MultistepCoefficients, Characteristic]
-KLike = Union[float, Sequence[float], Tensor]
 
 
-def characteristic(scheme: SchemeLike, k: Optional[float] = None, **options) -> Characteristic:
-    """The characteristic polynomial of ``scheme``: a name from :func:`solvers.available`
-    (``options`` build it, e.g. ``truncation=3`` for polynet), a Scheme instance, a
-    ButcherTableau or MultistepCoefficients. ``lm`` needs ``k``."""
-    if k is not None and not isinstance(scheme, (str, Scheme)):
-        raise ValueError(f"k is the lm scheme's coefficient; {_name(scheme)!r} takes none")
+def characteristic(scheme: SchemeLike, **keywords) -> Characteristic:
+    """The characteristic polynomial of ``scheme``, as it declares it
+    (:meth:`odenets.solvers.Scheme.characteristic`): a name from :func:`solvers.available`,
+    a Scheme, or a ButcherTableau / MultistepCoefficients. ``keywords`` are the step's
+    trained coefficients (``k=-0.5`` for lm) and, for a name, the options that build it
+    (``truncation=3`` for polynet)."""
+    chars = _characteristics(scheme, keywords)
+    if len(chars) != 1:
+        raise ValueError(f"coefficients with {len(chars)} values (per channel) give one polynomial each; "
+                         "stability_region, stable and real_interval take them all")
+    return chars[0]
+
+
+def _characteristics(scheme: SchemeLike, keywords: dict) -> list[Characteristic]:
+    """One characteristic per value of the trained coefficients (per channel: one each)."""
     if isinstance(scheme, Characteristic):
-        return scheme
-    if isinstance(scheme, ButcherTableau):
-        return runge_kutta(scheme)
-    if isinstance(scheme, MultistepCoefficients):
-        return multistep(scheme)
-    if isinstance(scheme, str):
-        if solvers.is_adaptive(scheme):
-            raise ValueError(f"{scheme!r} is an adaptive solver: its step, hence its stability, depends on the "
-                             f"error control; analysable: {', '.join(SCHEMES)} or a tableau/coefficients")
-        scheme = solvers.get(scheme, **options)
-    if not isinstance(scheme, Scheme):
-        raise TypeError(f"expected a scheme name, Scheme, ButcherTableau or MultistepCoefficients, "
-                        f"got {type(scheme).__name__}")
-    scheme = scheme.deterministic
-    if k is not None and not isinstance(scheme, solvers.LM):
-        raise ValueError(f"k is the lm scheme's coefficient; {_name(scheme)!r} takes none")
-    if isinstance(scheme, solvers.LM):
-        if k is None:
-            raise ValueError("the lm scheme's stability depends on its coefficient: pass k (e.g. k=-0.5)")
-        return lm(k)
-    if isinstance(scheme, solvers.RungeKutta):
-        return runge_kutta(scheme.tableau)
-    if isinstance(scheme, solvers.LinearMultistep):
-        return multistep(scheme.coefficients)
-    if isinstance(scheme, solvers.PolyNet):
-        return polynet(scheme.truncation)
-    raise ValueError(f"no linear stability analysis for scheme {scheme.name!r} ({type(scheme).__name__}): it "
-                     f"does not reduce to one recurrence for u' = lambda u; analysable: {', '.join(SCHEMES)} "
-                     "or a ButcherTableau / MultistepCoefficients")
-
-
-def _name(scheme: SchemeLike) -> str:
-    return scheme if isinstance(scheme, str) else getattr(scheme, "name", type(scheme).__name__)
-
-
-def _characteristics(scheme: SchemeLike, k: Optional[KLike], options: dict) -> list[Characteristic]:
-    """One characteristic per value of k (a per-channel k gives one per channel)."""
-    if k is None:
-        return [characteristic(scheme, **options)]
-    ks = torch.as_tensor(k, dtype=torch.float64).flatten().tolist()
-    if not ks:
-        raise ValueError("k is empty")
-    return [characteristic(scheme, k=x, **options) for x in ks]
+        if keywords:
+            raise ValueError(f"a Characteristic takes no coefficients, got {', '.join(keywords)}")
+        return [scheme]
+    scheme, shown, params = resolve(scheme, keywords, "stability")
+    coeffs = scheme.characteristic(**params)
+    if coeffs is None:
+        raise ValueError(f"no linear stability analysis for scheme {scheme.name!r} ({type(scheme).__name__}): it "
+                         f"does not reduce to one recurrence for u' = lambda u; analysable: {', '.join(analysable())} "
+                         "or a ButcherTableau / MultistepCoefficients")
+    batch = coeffs.shape[:-2]
+    shown_coefficients = scheme.coefficient_values(**params) if params else {}  # lm reports k for its k_raw
+    values = {key: torch.as_tensor(v, dtype=torch.float64).expand(batch).flatten()
+              for key, v in shown_coefficients.items()}
+    name, chars = getattr(scheme, "name", type(scheme).__name__), []
+    for i, c in enumerate(coeffs.reshape((-1,) + coeffs.shape[-2:])):
+        label = {**shown, **{key: float(v[i]) for key, v in values.items()}}
+        text = ", ".join(f"{key}={v:g}" if isinstance(v, (int, float)) else f"{key}={v!r}" for key, v in label.items())
+        chars.append(Characteristic(f"{name}({text})" if text else name, c))
+    return chars
 
 
 # -- regions --------------------------------------------------------------------------------------
@@ -228,6 +170,7 @@ class StabilityRegion:
 
     @property
     def z(self) -> Tensor:
+        """The grid's complex points, shaped as ``stable``: ``z[i, j] = re[j] + i im[i]``."""
         return torch.complex(self.re.unsqueeze(0).expand(len(self.im), -1),
                              self.im.unsqueeze(1).expand(-1, len(self.re)))
 
@@ -238,18 +181,19 @@ class StabilityRegion:
         return float(self.stable.sum() * cell)
 
 
-def stability_region(scheme: SchemeLike, k: Optional[KLike] = None, *, re: tuple[float, float] = (-4.0, 1.0),
+def stability_region(scheme: SchemeLike, *, re: tuple[float, float] = (-4.0, 1.0),
                      im: tuple[float, float] = (-3.0, 3.0), resolution: int = 401,
-                     name: Optional[str] = None, **options) -> StabilityRegion:
+                     name: Optional[str] = None, **keywords) -> StabilityRegion:
     """The region of absolute stability of ``scheme`` on a ``resolution`` x ``resolution``
-    grid over ``re`` x ``im``. For lm, ``k`` may hold one value per channel: the region is
-    then where the step is stable for every channel."""
+    grid over ``re`` x ``im``; ``keywords`` as for :func:`characteristic`. A trained
+    coefficient may hold one value per channel (lm's k): the region is then where the
+    step is stable for every channel."""
     if resolution < 2:
         raise ValueError(f"resolution must be at least 2, got {resolution}")
     for label, (lo, hi) in (("re", re), ("im", im)):
         if not lo < hi:
             raise ValueError(f"{label} must be a range (low, high) with low < high, got {(lo, hi)}")
-    chars = _characteristics(scheme, k, options)
+    chars = _characteristics(scheme, keywords)
     x = torch.linspace(re[0], re[1], resolution, dtype=torch.float64)
     y = torch.linspace(im[0], im[1], resolution, dtype=torch.float64)
     z = torch.complex(x.unsqueeze(0).expand(resolution, -1), y.unsqueeze(1).expand(-1, resolution))
@@ -261,29 +205,29 @@ def stability_region(scheme: SchemeLike, k: Optional[KLike] = None, *, re: tuple
     return StabilityRegion(name, x, y, stable)
 
 
-def stable(scheme: SchemeLike, z, k: Optional[KLike] = None, **options) -> Tensor:
+def stable(scheme: SchemeLike, z, **keywords) -> Tensor:
     """Whether ``scheme`` is absolutely stable at each point z (complex scalar or tensor)."""
     z = torch.as_tensor(z).to(torch.complex128)
     out = torch.ones_like(z.real, dtype=torch.bool)
-    for c in _characteristics(scheme, k, options):
+    for c in _characteristics(scheme, keywords):
         out &= c.stable(z)
     return out
 
 
-def zero_stable(scheme: SchemeLike, k: Optional[KLike] = None, **options) -> bool:
+def zero_stable(scheme: SchemeLike, **keywords) -> bool:
     """The root condition at z = 0 (a convergent scheme must satisfy it)."""
-    return bool(stable(scheme, 0.0, k, **options))
+    return bool(stable(scheme, 0.0, **keywords))
 
 
-def real_interval(scheme: SchemeLike, k: Optional[KLike] = None, *, limit: float = 50.0, tol: float = 1e-10,
-                  **options) -> Optional[tuple[float, float]]:
+def real_interval(scheme: SchemeLike, *, limit: float = 50.0, tol: float = 1e-10,
+                  **keywords) -> Optional[tuple[float, float]]:
     """The interval [x, 0] of the negative real axis on which ``scheme`` is stable, as
     (x, 0.0): stability is scanned leftward from 0 (geometrically from -1e-6 to -1e-2,
     then every 1e-2) and the first change is bisected to ``tol``. None when the scheme
     is unstable just left of 0; x = -inf when it is stable all the way to -``limit``.
     z = 0 itself is judged by :func:`zero_stable` (lm at k = -1 is stable on (-4, 0) but
     not at 0)."""
-    chars = _characteristics(scheme, k, options)
+    chars = _characteristics(scheme, keywords)
 
     def ok(x: Tensor) -> Tensor:
         out = torch.ones_like(x, dtype=torch.bool)
@@ -312,9 +256,11 @@ def real_interval(scheme: SchemeLike, k: Optional[KLike] = None, *, limit: float
 
 
 def learned_regions(rows: Sequence[ModifiedEquation], **grid) -> dict[int, StabilityRegion]:
-    """depth -> the LM stability region of each learned step of :func:`modified_equation`'s
-    rows (per-channel k: where every channel is stable). ``grid`` takes re, im, resolution."""
-    return {r.depth: stability_region("lm", k=r.k, name=f"depth {r.depth}", **grid) for r in rows if r.learned}
+    """depth -> the stability region of each learned step of :func:`modified_equation`'s
+    rows, at its trained coefficients (per channel: where every channel is stable).
+    ``grid`` takes re, im, resolution."""
+    return {r.depth: stability_region(r.scheme, **r.params, name=f"depth {r.depth}", **grid)
+            for r in rows if r.learned}
 
 
 # -- figure ---------------------------------------------------------------------------------------

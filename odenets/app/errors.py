@@ -1,6 +1,7 @@
 """The errors the command line reports as a message and an exit status, not a traceback."""
 from __future__ import annotations
 
+import errno
 import json
 import sys
 
@@ -55,9 +56,22 @@ class NonFiniteLoss(AppError):
     """The loss or the weights became NaN or infinite."""
 
 
+class RunFailed(AppError):
+    """A run of a study ended without its result: its process was killed, or it failed
+    with an error of no kind above."""
+
+
 class Interrupted(AppError):
     """SIGINT/SIGTERM: the run saved a checkpoint and stopped (exit status 128 + signal)."""
 
     def __init__(self, message: str, signum: int = 2):
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+def why(error: OSError) -> str:
+    """What an OSError of a write means, in words: "the disk is full" (or the quota is
+    used up), else the system's own text."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full"
+    return error.strerror or str(error)

@@ -10,10 +10,11 @@ from torch import Tensor, nn
 from odenets.solvers import Past, SolverSpec
 
 from ..odenet import Carry, ODENet
+from .layer_list import LayerList, ListStage
 from .registry import DOCS, Residual, adapter_for, residuals, type_name
 from .torch_nn import Encoder
 
-NET_OPTIONS = ("noise", "survival", "dt", "checkpoint")
+NET_OPTIONS = ("noise", "survival", "dt", "checkpoint", "memory_efficient")
 """Options :func:`convert` gives every stage's ODENet; the others go to the scheme."""
 
 
@@ -43,9 +44,15 @@ class ResidualStage(nn.Module):
         self.net = net
         self._chain, self.hands_on = chain, hands_on
 
-    def forward(self, x: Tensor) -> Tensor:
+    def __iter__(self):
+        """The stage as the one block of its container: a model that calls its blocks one
+        by one with extra arguments (timm's ViT with an attention mask) calls the stage
+        with them, as the steps' context."""
+        return iter((self,))
+
+    def forward(self, x: Tensor, **context) -> Tensor:
         past = self._chain.take(x) if self.net.carry_in else ()
-        u, past = self.net.integrate(Carry(x, past))
+        u, past = self.net.integrate(Carry(x, past), context=context)
         if self.hands_on:
             self._chain.u, self._chain.past = u, past
         return u
@@ -65,11 +72,14 @@ def convert(model: nn.Module, solver: Union[str, SolverSpec] = "lm", **options) 
     ``euler`` always; :attr:`solvers.Scheme.euler_options`), that point is the default,
     and the result computes ``model``'s function; other schemes (``midpoint``,
     ``momentum``) start elsewhere. ``options``: ``noise``, ``survival``, ``dt``,
-    ``checkpoint`` for every stage's ODENet, the rest for the scheme (``k_init``).
+    ``checkpoint``, ``memory_efficient`` for every stage's ODENet, the rest for the
+    scheme (``k_init``). A Hugging Face model keeps its class and records the conversion
+    in its config, which ``save_pretrained`` writes and :func:`from_pretrained` reads.
     The result keeps ``model``'s device, dtype and train/eval mode.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert takes an nn.Module, got {type(model).__name__}")
+    given = dict(options)
     net_options = {k: options.pop(k) for k in NET_OPTIONS if k in options}
     spec = SolverSpec.parse(solver, noise=net_options.pop("noise", None),
                             survival=net_options.pop("survival", None), **options)
@@ -81,6 +91,9 @@ def convert(model: nn.Module, solver: Union[str, SolverSpec] = "lm", **options) 
     holder = nn.Module()  # the parent of a model that is itself a container
     holder.model = copy.deepcopy(model)
     found = _containers(holder)
+    if not found and any(isinstance(m, ODENet) for m in model.modules()):
+        raise ValueError(f"{type(model).__name__} is already converted: its residual stages are ODENets. Convert the "
+                         "original network to use another scheme, or train this one as it is")
     if not found:
         raise ValueError(f"found no residual block with an adapter in {type(model).__name__}; block types seen: "
                          f"{', '.join(_candidates(model)) or 'none'}. Register one with odenets.register_block "
@@ -102,7 +115,13 @@ def convert(model: nn.Module, solver: Union[str, SolverSpec] = "lm", **options) 
         stage = ResidualStage(net, chain, hands_on).train(old.training)
         if isinstance(old, nn.TransformerEncoder):
             stage = Encoder(stage, old.norm).train(old.training)
+        elif isinstance(old, nn.ModuleList):
+            per_block = len(steps) // len(old)
+            stage = LayerList([ListStage(stage, old[0], per_block)]).train(old.training)
         setattr(parent, name, stage)
+    if type(model).__module__.startswith("transformers."):
+        from .hf import remember
+        remember(holder.model, solver, given)
     return holder.model
 
 
@@ -118,13 +137,13 @@ def _check_scheme(spec: SolverSpec) -> None:
 
 def _containers(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Module]]]:
     """(parent, child name, blocks) of each container of adapted blocks, in module order:
-    an ``nn.Sequential`` of them, or an ``nn.TransformerEncoder``'s layers."""
+    an ``nn.Sequential`` or ``nn.ModuleList`` of them, or an ``nn.TransformerEncoder``'s layers."""
     out = []
 
     def visit(parent: nn.Module) -> None:
         for name, child in parent.named_children():
             blocks = list(child.layers) if isinstance(child, nn.TransformerEncoder) else \
-                list(child) if isinstance(child, nn.Sequential) else []
+                list(child) if isinstance(child, (nn.Sequential, nn.ModuleList)) else []
             known = [adapter_for(b) is not None for b in blocks]
             if blocks and all(known):
                 out.append((parent, name, blocks))
@@ -150,13 +169,17 @@ def _adjacent(a: tuple, b: tuple) -> bool:
     return names.index(nb) == names.index(na) + 1
 
 
-def _activation(steps: Sequence[Residual], where: str) -> Optional[nn.Module]:
-    """The one activation after the additions of a run of steps (ODENet applies one)."""
-    kinds = {None if r.activation is None else (type(r.activation), r.activation.extra_repr()) for r in steps}
+def _activation(steps: Sequence[Residual], where: str) -> Union[None, nn.Module, list[nn.Module]]:
+    """What follows the additions of a run of steps: one module for all (torchvision's
+    ReLU), or each step's own where it has weights (a post-norm block's LayerNorms)."""
+    acts = [r.activation for r in steps]
+    if all(a is not None for a in acts) and any(len(a.state_dict()) for a in acts):
+        return acts
+    kinds = {None if a is None else (type(a), a.extra_repr()) for a in acts}
     if len(kinds) > 1:
         raise ValueError(f"the blocks of {where!r} apply different activations after their additions; a stage "
                          "applies one after every step")
-    return steps[0].activation
+    return acts[0]
 
 
 def _match(net: ODENet, old: nn.Module) -> None:

@@ -15,7 +15,7 @@ DOCS = "docs/any-network.md"
 class Residual:
     """One residual sub-step of a block, x -> activation(shortcut(x) + branch(x)): the
     branch f_n, the shortcut P (None: the identity) and what follows the addition (None:
-    nothing; torchvision's ReLU)."""
+    nothing; torchvision's ReLU; a post-norm block's LayerNorm, its own for each sub-step)."""
 
     branch: nn.Module
     shortcut: Optional[nn.Module] = None
@@ -34,6 +34,13 @@ _ADAPTERS: dict[str, Union[Adapter, str]] = {
     "timm.models.convnext.ConvNeXtBlock": "odenets.conversion.timm:convnext",
     "timm.models.vision_transformer.Block": "odenets.conversion.timm:vit",
     "torch.nn.modules.transformer.TransformerEncoderLayer": "odenets.conversion.torch_nn:encoder_layer",
+    "transformers.models.gpt2.modeling_gpt2.GPT2Block": "odenets.conversion.hf:gpt2",
+    "transformers.models.llama.modeling_llama.LlamaDecoderLayer": "odenets.conversion.hf:llama",
+    "transformers.models.mistral.modeling_mistral.MistralDecoderLayer": "odenets.conversion.hf:llama",
+    "transformers.models.qwen2.modeling_qwen2.Qwen2DecoderLayer": "odenets.conversion.hf:llama",
+    "transformers.models.bert.modeling_bert.BertLayer": "odenets.conversion.hf:bert",
+    "transformers.models.vit.modeling_vit.ViTLayer": "odenets.conversion.hf:vit",
+    "transformers.models.roberta.modeling_roberta.RobertaLayer": "odenets.conversion.hf:bert",
 }  # built-in adapters by the block's qualified name, imported when first used: no timm import before
 
 

@@ -2,7 +2,7 @@
 (ViT, DeiT): each residual branch with its LayerScale and DropPath inside."""
 from __future__ import annotations
 
-from collections import OrderedDict
+from typing import Optional
 
 from torch import Tensor, nn
 
@@ -64,9 +64,33 @@ def convnext(block: nn.Module) -> list[Residual]:
     return [Residual(ConvNeXtBranch(block), shortcut)]
 
 
+class ViTAttention(nn.Module):
+    """drop_path1(ls1(attn(norm1(x), attn_mask, is_causal))) of a timm ViT block: the
+    mask and causality come as the steps' context (timm's forward_features hands them to
+    each block it iterates)."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.norm1, self.attn, self.ls1, self.drop_path1 = block.norm1, block.attn, block.ls1, block.drop_path1
+
+    def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None, is_causal: bool = False) -> Tensor:
+        x = self.norm1(x)
+        x = self.attn(x, attn_mask=attn_mask, is_causal=is_causal) if attn_mask is not None or is_causal \
+            else self.attn(x)  # timm before 1.0 takes no mask
+        return self.drop_path1(self.ls1(x))
+
+
+class ViTMLP(nn.Module):
+    """drop_path2(ls2(mlp(norm2(x)))) of a timm ViT block; it reads no mask."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.norm2, self.mlp, self.ls2, self.drop_path2 = block.norm2, block.mlp, block.ls2, block.drop_path2
+
+    def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None, is_causal: bool = False) -> Tensor:
+        return self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+
 def vit(block: nn.Module) -> list[Residual]:
     """Two sub-steps: attention, then MLP, each with its norm, LayerScale and DropPath."""
-    attention = nn.Sequential(OrderedDict(norm1=block.norm1, attn=block.attn, ls1=block.ls1,
-                                          drop_path1=block.drop_path1))
-    mlp = nn.Sequential(OrderedDict(norm2=block.norm2, mlp=block.mlp, ls2=block.ls2, drop_path2=block.drop_path2))
-    return [Residual(attention), Residual(mlp)]
+    return [Residual(ViTAttention(block)), Residual(ViTMLP(block))]

@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from odenets.hints import describe, fits
+from odenets.solvers import SolverSpec
 
 from ..data import datasets
 from ..data.description import Description
-from ..errors import CheckpointError, Interrupted, UsageError
+from ..data.identity import identity, mismatch
+from ..errors import CheckpointError, Interrupted, RunFailed, StorageError, UsageError, why
 from ..run import checkpoint, jobs, lock, metrics
 from ..run.job_progress import JobProgress
 from ..settings import config, settings_file
@@ -34,6 +37,11 @@ from .statistics import compare
 from .train import Progress, command, fit
 
 SOLVERS = ("euler", "lm", "midpoint", "rk4", "polynet", "revnet", "lm+sd")
+SEEDS = 5
+THREADS = 1
+"""A study's CPU threads per run unless --threads says otherwise: one, so that its table
+is the same on every machine (float sums split over other thread counts differ in the
+last bits) and its small runs go side by side, one per core, instead of fighting for them."""
 COLUMNS = ("name", "model", "solver", "parameters", "evaluations", "acc_mean", "acc_std", "err_mean", "err_std",
            "seeds", "baseline", "diff_mean", "ci_low", "ci_high", "p_value", "paired", "verdict", "detectable",
            "paper_error", "seconds")
@@ -53,22 +61,21 @@ def register(subparsers) -> None:
                                           "interval, a p-value and a verdict. With no arguments: resnet20 on the "
                                           "digits, a few minutes on a 2-core CPU.")
     config.add_arguments(p, solver=False)
-    settings_file.add_argument(p)
+    settings_file.add_argument(p, alternatives=(("model", "models"),))
     p.add_argument("--models", metavar="A,B,...", help="comma-separated architectures: runs the grid models x "
                    "solvers x seeds, rows named model/solver (default: --model)")
-    p.add_argument("--solvers", default=",".join(SOLVERS),
+    p.add_argument("--solvers",
                    help=f"comma-separated solvers; +sd adds stochastic depth (default: {','.join(SOLVERS)})")
-    p.add_argument("--seeds", type=int, default=5, help="runs per row, with seeds --seed, --seed + 1, ... "
-                   "(default 5)")
+    p.add_argument("--seeds", type=int, help=f"runs per row, with seeds --seed, --seed + 1, ... (default {SEEDS})")
     p.add_argument("--baseline", metavar="NAME", help="the row the others are compared with: a solver (with "
                    "several models, each model's row under it) or a row model/solver (default: the first solver)")
     p.add_argument("--label", metavar="TEXT", help="a line shown above the table and on the figures, e.g. what "
                    "the study stands in for")
     p.add_argument("--paper-error", action="append", metavar="NAME=ERROR", help="a published test error (%%) "
                    "to show beside row NAME (repeatable)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="train N runs at once, each in its own "
-                   "process: on its own GPU where there are several, else with its share of the CPU cores "
-                   "(default 1)")
+    p.add_argument("--jobs", type=int, metavar="N", help="train N runs at once, each in its own process: on its "
+                   "own GPU where there are several, else on its --threads (default 1) of the CPU (default: one "
+                   "per GPU, else one per core)")
     p.add_argument("--shard", metavar="I/N", help="train only this command's share of the runs, I of N (run k of "
                    "the study goes to shard k %% N + 1), e.g. as task I of a cluster's array job; the same "
                    "command without --shard then trains what is missing and prints the table")
@@ -86,6 +93,8 @@ class Study:
     plan: dict[str, list[Config]]
     baselines: dict[str, str]
     paper: dict[str, float]
+    seeds: int
+    jobs: int
     shard: Optional[tuple[int, int]] = None
 
     @property
@@ -108,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     study = plan(args)
     if args.label and not study.given.quiet:
         print(args.label, flush=True)
-    done = train(study, args.jobs, getattr(args, "argv", None))
+    done = train(study, study.jobs, getattr(args, "argv", None))
     if study.shard:
         todo, (i, n) = study.todo, study.shard
         runs = ", ".join(f"{study.rows[cfg.out]} seed {cfg.seed}" for cfg in todo) or "none (more shards than runs)"
@@ -122,24 +131,32 @@ def run(args: argparse.Namespace) -> int:
 
 def plan(args: argparse.Namespace) -> Study:
     """The study the flags ask for, every setting checked before anything is trained."""
-    given, _ = config.from_args(args)
+    specs = _names(",".join(SOLVERS) if args.solvers is None else args.solvers, "--solvers")
+    given, _ = config.from_args(args, solver=specs[0])  # --noise, --survival and --opt apply to each row's solver
     if args.models and args.model:
         raise UsageError("give --model or --models, not both")
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.jobs < 1:
+    seeds = SEEDS if args.seeds is None else args.seeds
+    if seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {seeds}")
+    if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1 (runs trained at once), got {args.jobs}")
-    shard = jobs.parse_shard(args.shard) if args.shard else None
+    if given.seed + seeds - 1 >= 2**64:
+        raise UsageError(f"--seed {given.seed} with --seeds {seeds} reaches seed {given.seed + seeds - 1}; the "
+                         f"seeds must be below 2**64 (64-bit seeds): give --seed at most {2**64 - seeds}")
+    shard = jobs.parse_shard(args.shard) if args.shard is not None else None
     found = datasets.find(given.check().data, given.data_dir, given.test_split, given.on_bad_image).description
     models = _names(args.models, "--models") if args.models else [given.resolved(found).model]
-    specs = _names(args.solvers, "--solvers")
     out = Path(args.out or f"runs/ablate-{given.data}-{'-'.join(models)}")
-    rows = {name: [_config(given, model, spec, given.seed + i, out / "runs" / name, found) for i in range(args.seeds)]
-            for name, (model, spec) in _rows(models, specs).items()}
+    rows = {}
+    for name, (model, spec) in _rows(models, specs).items():
+        row, _ = config.from_args(args, model=model, solver=spec)  # the row's solver, parsed once for its runs
+        rows[name] = [_config(row, model, row.solver, given.seed + i, out / "runs" / name, found)
+                     for i in range(seeds)]
     for cfgs in rows.values():
         cfgs[0].check()
     return Study(given, models, specs, out, rows, _baselines(args.baseline or specs[0], models, specs),
-                 _paper_errors(args.paper_error or [], rows), shard)
+                 _paper_errors(args.paper_error or [], rows), seeds, args.jobs or jobs.default_jobs(given.device),
+                 shard)
 
 
 def train(study: Study, parallel: int, argv: Optional[list[str]]) -> dict[str, dict]:
@@ -185,6 +202,9 @@ def train(study: Study, parallel: int, argv: Optional[list[str]]) -> dict[str, d
     except Interrupted as e:
         raise Interrupted(f"{e}\nrerun the same command to go on (finished runs are reused):\n  "
                           f"{command(argv)}", e.exit_code - 128) from None
+    except RunFailed as e:
+        raise RunFailed(f"{e}\nrerun the same command to go on (finished runs are reused, stopped ones resume from "
+                        f"their checkpoints, the failed one from its last):\n  {command(argv)}") from None
     finally:
         if shown:
             shown.close()
@@ -196,16 +216,22 @@ def report(study: Study, done: dict[str, dict], args: argparse.Namespace) -> Non
     results = {name: [done[cfg.out] for cfg in cfgs] for name, cfgs in study.plan.items()}
     rows = table(results, study.baselines, study.paper)
     first = study.runs[0]
-    title = f"{', '.join(study.models)} on {first.data}, {first.epochs} epochs, {args.seeds} seed(s) each"
+    title = f"{', '.join(study.models)} on {first.data}, {first.epochs} epochs, {study.seeds} seed(s) each"
     if first.train_subset:
         title += f", {first.train_subset:,} training images"
     title = "\n".join(filter(None, [args.label, title]))
-    shared = {k: v for k, v in asdict(first).items() if k not in ("model", "solver", "seed", "out")}
-    settings = {"models": study.models, "solvers": study.specs, "seeds": args.seeds,
+    shared = {k: v for k, v in first.record().items() if k not in ("model", "solver", "seed", "out")}
+    settings = {"models": study.models, "solvers": study.specs, "seeds": study.seeds,
                 "baseline": args.baseline or study.specs[0], "label": args.label, "paper_error": study.paper,
-                "config": args.config, "run": {**shared, "options": study.given.options}}  # resolved, as row 1 ran
+                "config": args.config, "run": shared}  # resolved, as row 1 ran
     print(format_table(rows, title))
-    write(study.out, rows, results, title, settings)
+    try:
+        write(study.out, rows, results, title, settings)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise StorageError(f"cannot write the study's results in {study.out}{where}: {why(e)}. Every run is saved "
+                           "in its folder: make room and rerun the same command to collect them (finished runs are "
+                           "reused)") from None
     print(f"results in {study.out}: {', '.join(FILES)}")
 
 
@@ -255,9 +281,11 @@ def _paper_errors(pairs: list[str], plan: dict) -> dict[str, float]:
     return {name: error for name, error in errors.items() if name in plan}
 
 
-def _config(given: Config, model: str, spec: str, seed: int, folder: Path,
+def _config(given: Config, model: str, spec: Union[str, SolverSpec], seed: int, folder: Path,
             found: Optional[Description] = None) -> Config:
-    return replace(given, model=model, solver=spec, seed=seed, out=str(folder / f"seed{seed}")).resolved(found)
+    threads = THREADS if given.threads is None else given.threads
+    return replace(given, model=model, solver=spec, seed=seed, threads=threads,
+                   out=str(folder / f"seed{seed}")).resolved(found)
 
 
 def run_one(cfg: Config, progress: Optional[Progress] = None) -> tuple[dict, bool]:
@@ -271,6 +299,10 @@ def run_one(cfg: Config, progress: Optional[Progress] = None) -> tuple[dict, boo
         if done.exists():
             result = read_result(done)
             _same(cfg, result["config"], done)
+            other = mismatch(result.get("data_identity"), identity(cfg.data, cfg.data_dir))
+            if other:
+                raise UsageError(f"{done} belongs to a run on other data: {other}. Use another --out for a study "
+                                 "of this data")
             return result, True
         state = None
         if (folder / "checkpoint.pt").exists():
@@ -303,12 +335,38 @@ def read_result(path: Path) -> dict:
     for i, row in enumerate(result["history"]):
         check(row, HISTORY, f"history[{i}] ")
     config.validate(result["config"], f"{path} is damaged: its config")
+    for where, acc in [("test_acc", result["test_acc"])] + [(f"history[{i}] test_acc", row["test_acc"])
+                                                           for i, row in enumerate(result["history"])]:
+        if not 0 <= acc <= 1:  # NaN too
+            raise damaged(f"{where} is {acc!r}, not an accuracy between 0 and 1")
+    for key in ("test_loss", "seconds"):
+        if not 0 <= result[key] < math.inf:
+            raise damaged(f"{key} is {result[key]!r}, not a finite number >= 0")
+    epochs, history = result["config"]["epochs"], result["history"]
+    if len(history) != epochs or result["test_acc"] != history[-1]["test_acc"]:
+        raise damaged(f"its history does not end in its result: {len(history)} epoch(s) of the run's {epochs}, "
+                      f"the last with test_acc {history[-1]['test_acc'] if history else None!r}, the result's "
+                      f"{result['test_acc']!r}")
+    last = _last_metrics(path.parent / "metrics.jsonl")
+    if last is not None and (last.get("epoch"), last.get("test_acc")) != (epochs, result["test_acc"]):
+        raise damaged(f"the run's last line of metrics.jsonl (epoch {last.get('epoch')!r}, test_acc "
+                      f"{last.get('test_acc')!r}) disagrees with its test_acc {result['test_acc']!r} after epoch "
+                      f"{epochs}")
     return result
+
+
+def _last_metrics(path: Path) -> Optional[dict]:
+    """The last line of a run's metrics.jsonl as a dict, or None where the file is gone or unreadable."""
+    try:
+        last = json.loads(path.read_text().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return last if isinstance(last, dict) else None
 
 
 def _same(cfg: Config, saved: dict, path: Path) -> None:
     mine = json.loads(json.dumps(cfg.run_settings()))
-    theirs = json.loads(json.dumps({k: v for k, v in saved.items() if k in mine}))
+    theirs = json.loads(json.dumps(Config(**config.known(saved)).run_settings()))
     differ = [f"{k}: {theirs.get(k)!r} there, {v!r} now" for k, v in mine.items() if theirs.get(k) != v]
     if differ:
         raise UsageError(f"{path} belongs to a run with other settings ({'; '.join(differ)}); use another --out")

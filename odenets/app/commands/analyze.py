@@ -7,11 +7,16 @@ import argparse
 import json
 import math
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from torch import nn
 
-from ..errors import UsageError
+from odenets import solvers
+from odenets.files import unwritable
+
+from ..errors import StorageError, UsageError, why
 
 
 def register(subparsers) -> None:
@@ -37,8 +42,11 @@ def register(subparsers) -> None:
                                        "interval on the negative real axis and draw the regions.")
     s.add_argument("--schemes", default="euler,heun,rk4,ab2,lm", help="comma-separated scheme names "
                    "(default: euler,heun,rk4,ab2,lm)")
-    s.add_argument("--k", default="-0.5", help="lm's coefficient, or several: --k=-0.5,-0.9 (default: -0.5)")
-    s.add_argument("--truncation", type=int, default=2, help="polynet's number of terms r (default: 2)")
+    s.add_argument("--k", default="-0.5", help="the value of a trained coefficient named k (lm's), or several: "
+                   "--k=-0.5,-0.9, one region each (default: -0.5); other trained coefficients are drawn at their "
+                   "initial values")
+    s.add_argument("--truncation", type=int, default=2, help="the option truncation of schemes built with one: "
+                   "polynet's number of terms r (default: 2)")
     s.add_argument("--checkpoint", metavar="CKPT", help="also draw the LM regions of this checkpoint's learned k_n")
     s.add_argument("--out", metavar="OUT.png", help="write the figure here")
     s.add_argument("--panels", action="store_true", help="one panel per scheme instead of overlaid")
@@ -70,10 +78,12 @@ def register(subparsers) -> None:
                            description="Run each scheme through ODENet on the logistic equation u' = u(1 - u) "
                                        "and fit the order of its error at T = 1 against dt.")
     c.add_argument("--schemes", help="comma-separated scheme names (default: every deterministic one-function "
-                   "scheme)")
+                   "scheme that declares its characteristic polynomial)")
     c.add_argument("--steps", default="8,16,32,64,128", help="comma-separated step counts (default: 8,16,32,64,128)")
-    c.add_argument("--k", type=float, default=-0.5, help="lm's constant k (default: -0.5)")
-    c.add_argument("--truncation", type=int, default=2, help="polynet's number of terms r (default: 2)")
+    c.add_argument("--k", type=float, default=-0.5, help="the option k_init of schemes built with one: lm's "
+                   "constant k (default: -0.5)")
+    c.add_argument("--truncation", type=int, default=2, help="the option truncation of schemes built with one: "
+                   "polynet's number of terms r (default: 2)")
     c.add_argument("--out", metavar="OUT.png", help="write the log-log figure here")
     c.add_argument("--json", action="store_true", help="print errors and slopes as JSON")
     p.set_defaults(func=run)
@@ -95,13 +105,14 @@ def _load(path) -> tuple[nn.Module, str, list]:
 
 
 def _lm_rows(model: nn.Module, label: str, path) -> list:
+    """The modified equation of each step of the model's nets with trained coefficients."""
     from odenets.analysis import modified_equation
 
     try:
         return modified_equation(model)
     except ValueError as e:
-        raise UsageError(f"{path}: {label} has no LM steps to analyse ({e}); train an lm_* model, or train "
-                         "with `odenets train --solver lm`") from None
+        raise UsageError(f"{path}: {label} has no LM steps (nor another scheme's trained coefficients) to analyse "
+                         f"({e}); train an lm_* model, or train with `odenets train --solver lm`") from None
 
 
 def _print(results: dict, paths: list, as_json: bool, table) -> None:
@@ -130,14 +141,14 @@ def _modified(args: argparse.Namespace) -> int:
         results[key], histories[key] = rows, history
     _print(results, args.checkpoints, args.json, format_table)
     if args.plot_k:
-        plot_learned_k(results, args.plot_k)
-        print(f"wrote {args.plot_k}", file=sys.stderr)
+        with _writing(args.plot_k, "--plot-k"):
+            plot_learned_k(results, args.plot_k)
     if args.plot_k_epochs:
         try:
-            plot_k_history(histories, args.plot_k_epochs)
+            with _writing(args.plot_k_epochs, "--plot-k-epochs"):
+                plot_k_history(histories, args.plot_k_epochs)
         except ValueError as e:
             raise UsageError(f"--plot-k-epochs: {e}") from None
-        print(f"wrote {args.plot_k_epochs}", file=sys.stderr)
     return 0
 
 
@@ -155,14 +166,13 @@ def _stability(args: argparse.Namespace) -> int:
     names = _schemes(args.schemes)
     ks = _floats(args.k, "--k")
     grid = {"re": tuple(args.re), "im": tuple(args.im), "resolution": args.resolution}
-    specs = []  # (scheme, keyword arguments)
+    specs = []  # (scheme, keyword arguments: its options and trained coefficients)
     for name in names:
-        if name == "lm":
-            specs += [("lm", {"k": k}) for k in ks]
-        elif name == "polynet":
-            specs.append(("polynet", {"truncation": args.truncation}))
-        else:
-            specs.append((name, {}))
+        options = _options(name, truncation=args.truncation)
+        scheme = solvers.get(name, **options)
+        start = {key: float(v.mean()) for key, v in scheme.init_params(1).items()}
+        values = [{**start, "k": k} for k in ks] if "k" in scheme.trained else [start]
+        specs += [(name, {**options, **coefficients}) for coefficients in values]
     try:
         for name, kw in specs:
             characteristic(name, **kw)
@@ -176,8 +186,9 @@ def _stability(args: argparse.Namespace) -> int:
         model, label, _ = _load(args.checkpoint)
         rows = _lm_rows(model, label, args.checkpoint)
         learned = learned_regions(rows, **grid)
-        table += [{"scheme": f"{label} depth {r.depth}", "k": r.k.tolist(),
-                   "real_interval": _interval(real_interval("lm", k=r.k)), "zero_stable": zero_stable("lm", k=r.k)}
+        table += [{"scheme": f"{label} depth {r.depth}", **{k: v.tolist() for k, v in r.coefficients.items()},
+                   "real_interval": _interval(real_interval(r.scheme, **r.params)),
+                   "zero_stable": zero_stable(r.scheme, **r.params)}
                   for r in rows if r.learned]
     if args.json:
         print(json.dumps(table, indent=1))
@@ -189,8 +200,8 @@ def _stability(args: argparse.Namespace) -> int:
             text = "nowhere left of 0" if lo is None else f"[{lo[0]:.4f}, 0]"
             print(f"{t['scheme'].ljust(width)}  {text.ljust(23)}  {'yes' if t['zero_stable'] else 'no'}")
     if args.out:
-        plot_stability(regions, args.out, learned=learned, panels=args.panels)
-        print(f"wrote {args.out}", file=sys.stderr)
+        with _writing(args.out, "--out"):
+            plot_stability(regions, args.out, learned=learned, panels=args.panels)
     return 0
 
 
@@ -215,8 +226,8 @@ def _spectra(args: argparse.Namespace) -> int:
         results[label if label not in results else f"{label} [{path}]"] = records
     _print(results, args.checkpoints, args.json, format_spectra)
     if args.out:
-        plot_spectra(results, args.out)
-        print(f"wrote {args.out}", file=sys.stderr)
+        with _writing(args.out, "--out"):
+            plot_spectra(results, args.out)
     return 0
 
 
@@ -240,14 +251,14 @@ def _test_images(cfg, state: dict, count: int, data_dir: str):
 
 def _convergence(args: argparse.Namespace) -> int:
     from odenets.analysis import convergence, plot_convergence
-    from odenets.analysis.schemes import SCHEMES
+    from odenets.analysis.schemes import analysable
 
     _check_png(args.out, "--out")
-    names = _schemes(args.schemes) if args.schemes else list(SCHEMES)
+    names = _schemes(args.schemes) if args.schemes else analysable()
     steps = [int(x) for x in _floats(args.steps, "--steps")]
-    options = {"lm": {"k_init": args.k}, "polynet": {"truncation": args.truncation}}
+    options = {n: _options(n, k_init=args.k, truncation=args.truncation) for n in names}
     try:
-        result = convergence(names, steps=steps, options={n: options[n] for n in names if n in options})
+        result = convergence(names, steps=steps, options=options)
     except ValueError as e:
         raise UsageError(str(e)) from None
     if args.json:
@@ -260,8 +271,8 @@ def _convergence(args: argparse.Namespace) -> int:
         for n in result.errors:
             print(f"{n:10}  {result.orders[n]:5d}  {result.slopes[n]:5.2f}  {float(result.errors[n][-1]):.3e}")
     if args.out:
-        plot_convergence(result, args.out)
-        print(f"wrote {args.out}", file=sys.stderr)
+        with _writing(args.out, "--out"):
+            plot_convergence(result, args.out)
     return 0
 
 
@@ -269,16 +280,22 @@ def _convergence(args: argparse.Namespace) -> int:
 
 def _schemes(text: str) -> list[str]:
     """The names of --schemes, each one the analyses can take by name."""
-    from odenets.analysis.schemes import SCHEMES
+    from odenets.analysis.schemes import analysable
 
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise UsageError("--schemes needs at least one scheme name")
-    other = [n for n in names if n not in SCHEMES]
+    known = analysable()
+    other = [n for n in names if n not in known]
     if other:
         raise UsageError(f"cannot analyse scheme(s) {', '.join(other)}; the schemes analysed by name are: "
-                         f"{', '.join(SCHEMES)}")
+                         f"{', '.join(known)}")
     return names
+
+
+def _options(name: str, **flags) -> dict:
+    """The options among ``flags`` (--k, --truncation) that scheme ``name`` is built with."""
+    return {option: value for option, value in flags.items() if solvers.takes(name, option)}
 
 
 def _floats(text: str, flag: str) -> list[float]:
@@ -302,8 +319,24 @@ def _count(text: str, flag: str) -> int:
 
 
 def _check_png(path, flag: str) -> None:
-    if path is not None and Path(path).suffix.lower() != ".png":
+    """Refuse a figure's path that is not a .png or cannot be written, before the work."""
+    if path is None:
+        return
+    if Path(path).suffix.lower() != ".png":
         raise UsageError(f"{flag} writes a PNG figure: give a path ending in .png, got {path!r}")
+    reason = unwritable(path)
+    if reason:
+        raise StorageError(f"{flag} {path}: cannot write there: {reason}")
+
+
+@contextmanager
+def _writing(path, flag: str) -> Iterator[None]:
+    """A figure's failed write (a disk that filled during the work) as a StorageError naming it."""
+    try:
+        yield
+    except OSError as e:
+        raise StorageError(f"{flag} {path}: cannot write there: {why(e)}") from None
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def _interval(interval):

@@ -25,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="odenets", description="Residual networks as numerical ODE solvers: train "
                                 "them, compare solvers, read trained networks as schemes.")
     p.add_argument("--version", action="version", version=f"odenets {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=settings_file.Parser)
     for command in COMMANDS:
         command.register(sub)
     return p
@@ -33,13 +33,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = parser()
-    args = p.parse_args(argv)
-    args.argv = argv
+    args = parser().parse_args(argv)
     try:
-        if getattr(args, "config", None):
-            args = p.parse_args(settings_file.expand(argv, args))
-            args.argv = argv
+        args = settings_file.merged(args)
+        args.argv = argv
         return args.func(args) or 0
     except AppError as e:
         print(f"odenets {args.command}: error: {e}", file=sys.stderr)

@@ -35,6 +35,7 @@ class Comparison:
     detectable: Optional[float]
 
     def as_dict(self) -> dict:
+        """The fields by name, as the ablation's table and ablation.json record them."""
         return asdict(self)
 
 

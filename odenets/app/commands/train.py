@@ -9,14 +9,13 @@ step late (:mod:`train_step`), so that the host never waits for the device mid-e
 from __future__ import annotations
 
 import argparse
-import errno
 import math
 import os
 import shlex
 import sys
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -28,7 +27,8 @@ from odenets.files import remove_temporaries
 
 from ..data import datasets as data
 from ..data.description import Description
-from ..errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError
+from ..data.identity import identity, mismatch
+from ..errors import CheckpointError, Interrupted, NonFiniteLoss, StorageError, UsageError, why
 from ..run import checkpoint, distributed, lock, metrics, models, optimizer, precision, seeding, signals, tensorboard
 from ..run.distributed import Context
 from ..run.durations import duration
@@ -127,6 +127,7 @@ class _Run:
         with distributed.local_first(ctx):
             self.data = data.load(found, download=cfg.download, image_size=cfg.image_size, flip=cfg.flip,
                                   loader=cfg.loader)
+        self.data_identity = identity(cfg.data, cfg.data_dir)
         if cfg.train_subset is not None:
             self.data = data.subset(self.data, cfg.train_subset, seeding.derive(cfg.seed, 0, 0, SUBSET_STREAM))
         self.model = model = models.build(cfg, self.data.num_classes, self.data.in_chans).to(
@@ -164,13 +165,13 @@ class _Run:
         cfg, ctx = self.cfg, self.ctx
         if ctx.main:
             with self._writing("config.json"):
-                metrics.write_json(self.out / "config.json", {**asdict(cfg), "data_chosen": self.data.chosen,
+                metrics.write_json(self.out / "config.json", {**cfg.record(), "data_chosen": self.data.chosen,
                                                               "data_set": self.data.description.record(),
                                                               "precision": precision.describe(ctx.device, cfg.amp)})
             if self.lines and self.data.chosen:
                 print(describe(cfg, self.data.description), flush=True)
             if cfg.tensorboard:
-                settings = {**asdict(cfg), "data_set": self.data.description.record()}
+                settings = {**cfg.record(), "data_set": self.data.description.record()}
                 self.board = tensorboard.Board(self.out, settings, cfg.tensorboard_every)
         try:
             return self._epochs()
@@ -194,7 +195,8 @@ class _Run:
                 if self._agree(stop.requested):
                     raise self._interrupted(stop)
         last = self.history[-1] if self.history else {}
-        result = {"config": asdict(cfg), "data_chosen": self.data.chosen, "data_set": self.data.description.record(),
+        result = {"config": cfg.record(), "data_chosen": self.data.chosen, "data_set": self.data.description.record(),
+                  "data_identity": self.data_identity,
                   "label": cfg.label,
                   "parameters": self.parameters, "evaluations": self.evaluations, "epochs": self.epoch,
                   "test_acc": last.get("test_acc"), "test_loss": last.get("test_loss"),
@@ -322,12 +324,13 @@ class _Run:
         if self.ctx.main:
             with self._writing("checkpoint"):
                 checkpoint.save(self.path, {
-                    "config": asdict(self.cfg), "model": self.model.state_dict(),
+                    "config": self.cfg.record(), "model": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                     "epoch": self.epoch, "batch": self.batch, "step": self.step, "partial": dict(self.partial),
                     "history": self.history, "rng": rng, "world_size": self.ctx.world,
                     "num_classes": self.data.num_classes, "in_chans": self.data.in_chans,
-                    "classes": list(self.data.classes), "split": self.data.description.split})
+                    "classes": list(self.data.classes), "split": self.data.description.split,
+                    "data_identity": self.data_identity})
         self.saved = self._position(self.path)
         distributed.barrier(self.ctx)
 
@@ -338,7 +341,7 @@ class _Run:
         try:
             yield
         except OSError as e:
-            reason = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else e.strerror or str(e)
+            reason = why(e)
             last = f"the last good checkpoint, {self.saved}, is intact" if self.saved else "no checkpoint was written"
             raise StorageError(f"cannot write the {what} in {self.out}: {reason}; stopped: {last}") from None
 
@@ -347,13 +350,17 @@ class _Run:
         return f"{path} (after epoch {self.epoch}{part}, step {self.step})"
 
     def _restore(self, state: dict) -> None:
-        path, saved, mine = state["path"], state["config"], asdict(self.cfg)
+        path, saved, mine = state["path"], Config(**config.known(state["config"])).record(), self.cfg.record()
         for key in ("data", "model", "solver", "options"):
             if saved.get(key) != mine[key]:
                 raise CheckpointError(f"{path} was trained with {key} {saved.get(key)!r}; this run has "
                                       f"{mine[key]!r}")
         checkpoint.check_classes(state, self.data.classes, f"the {self.cfg.data} data in {self.cfg.data_dir}")
         checkpoint.check_split(state, self.data.description.split, f"the {self.cfg.data} data in {self.cfg.data_dir}")
+        other = mismatch(state.get("data_identity"), self.data_identity)
+        if other:
+            raise CheckpointError(f"{path} cannot go on with the {self.cfg.data} data in {self.cfg.data_dir}: {other}. "
+                                  "Resume it on its own data, or start a new run in another --out")
         checkpoint.restore(self.model, state["model"], path, "model")
         saved_optimizer = state["optimizer"]
         if state.get("version") == 1:

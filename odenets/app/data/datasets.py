@@ -355,10 +355,13 @@ class ImageFiles(Dataset):
     def __init__(self, root: Path, transform: Optional[Callable] = None, classes: Optional[list[str]] = None,
                  on_bad_image: str = "stop", channels: int = 3, size: Optional[tuple[int, int]] = None):
         found = _class_dirs(root)
+        if not found:
+            raise DataError(f"no class folders in {root}: expected {root}/<class>/<image>, a folder per class")
         if classes is not None and found != classes:
             raise DataError(f"{root} has classes {', '.join(found)}; the training set has {', '.join(classes)}")
-        if not found:
-            raise DataError(f"no class folders in {root}: expected {root}/<class>/<image>")
+        if len(found) == 1:
+            raise DataError(f"{root} holds one class, {found[0]}: there is nothing to tell apart (every image would "
+                            f"be {found[0]}); give a folder per class, at least two")
         self.root, self.classes, self.transform, self.on_bad_image = root, found, transform, on_bad_image
         self.channels, self.size = channels, size
         self.samples = []
@@ -391,7 +394,7 @@ class ImageFiles(Dataset):
                 continue
             try:
                 image = self.read(path)
-            except (OSError, ValueError, SyntaxError) as e:  # what PIL raises for a bad file
+            except image_modes.BAD_IMAGE as e:
                 self._unreadable(path, e)
                 self.bad.add(path)
                 continue
@@ -418,7 +421,7 @@ class ImageFiles(Dataset):
         def decode(path: str) -> np.ndarray:
             try:
                 return np.asarray(self.read(path)).reshape(self.size[0], self.size[1], self.channels)
-            except (OSError, ValueError, SyntaxError) as e:
+            except image_modes.BAD_IMAGE as e:
                 if self.on_bad_image == "stop":
                     self._unreadable(path, e)
                 raise tensor_cache.Unreadable(str(e)) from None  # reported below

@@ -13,6 +13,13 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
+
+BAD_IMAGE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+"""What PIL raises for a file that is not a readable image: truncated, corrupt, not an
+image, a broken symlink, or one too large to decode safely (more than twice
+Image.MAX_IMAGE_PIXELS pixels, PIL's guard against decompression bombs; the message
+names the limit)."""
 
 GRAY = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 """Modes without colour: a folder of these gets a 1-channel input."""
@@ -36,8 +43,6 @@ def convert(image, channels: int):
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if image.mode == "F" or image.mode == "I" or image.mode.startswith("I;16"):
-        from PIL import Image
-
         full = 1.0 if image.mode == "F" else 65535.0
         pixels = np.asarray(image, dtype=np.float64) * (255.0 / full)
         image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
@@ -67,8 +72,6 @@ def survey(paths: Sequence[str], limit: int = 64) -> Survey:
     """The channels (3 if any image looked at has colour) and the commonest size of up
     to ``limit`` images spread evenly over ``paths``; only their headers are read.
     Images that cannot be opened are left to the loader to report."""
-    from PIL import Image
-
     if not paths:
         raise ValueError("no images to survey")
     n = min(limit, len(paths))
@@ -79,7 +82,7 @@ def survey(paths: Sequence[str], limit: int = 64) -> Survey:
             with Image.open(paths[i]) as image:
                 channels = max(channels, channels_of(image))
                 sizes[image.height, image.width] += 1
-        except (OSError, ValueError, SyntaxError):
+        except BAD_IMAGE:
             continue
     if not sizes:
         return Survey(3, 0, 0, 0)

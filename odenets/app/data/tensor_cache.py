@@ -5,7 +5,8 @@ count, a SHA-256 digest and the files left out as unreadable), in :func:`folder`
 key hashes the source files' names, sizes and modification times with how they were
 decoded, so a changed, added or removed file makes a new entry. Both files are written
 atomically, the .json last; an entry whose .json is missing, unreadable or disagrees
-with the .npy (shape, digest) is rebuilt, never trusted.
+with the .npy (shape, digest, the files it left out) is rebuilt, never trusted. The
+temporary file of a build killed part-way is removed by the next build.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from odenets.files import atomic_write
+from odenets.files import atomic_write, remove_temporaries
 
 VERSION = 1
 """Bumped when the decoding changes, so that older entries are not used."""
@@ -35,8 +36,12 @@ def key(root: Path, files: Sequence[str], decoding: dict) -> str:
     """A hash of ``decoding`` and each file's name (relative to ``root``), size and mtime."""
     h = hashlib.sha256(json.dumps({"version": VERSION, **decoding}, sort_keys=True).encode())
     for f in files:
-        st = os.stat(f)
-        h.update(f"{os.path.relpath(f, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        try:
+            st = os.stat(f)
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:  # a broken symlink or a loop: decoding it reports it
+            size = mtime = -1
+        h.update(f"{os.path.relpath(f, root)}\0{size}\0{mtime}\n".encode())
     return h.hexdigest()[:40]
 
 
@@ -52,6 +57,7 @@ def load(root: Path, files: Sequence[str], shape: tuple[int, int, int], decode: 
     found = _open(npy, meta, (len(files), *shape))
     if found is not None:
         return found
+    remove_temporaries(npy.parent, abandoned=True)  # of builds killed part-way: as large as the entry
     if announce:
         print(f"odenets: decoding {len(files):,} images under {root} once into {npy}", file=sys.stderr, flush=True)
     skipped, digest = {}, hashlib.sha256()
@@ -93,5 +99,7 @@ def _open(npy: Path, meta: Path, shape: tuple) -> Optional[tuple[np.ndarray, dic
             return None
         skipped = {int(i): str(reason) for i, reason in dict(record.get("skipped") or {}).items()}
     except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    if not all(0 <= i < shape[0] for i in skipped):
         return None
     return images, skipped

@@ -16,7 +16,6 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from odenets import solvers
 from odenets.compat import upgrade
 from odenets.files import atomic_write
 
@@ -142,11 +141,6 @@ def _from_version_1(config: dict) -> dict:
         solver = solver or "lm"
         options.setdefault("noise", "stochastic_depth")
         options.setdefault("survival", p_last)
-    if isinstance(solver, str) and "noise" in options:  # today's one spelling: the noise in the solver's name
-        try:
-            solver = solvers.SolverSpec.parse(solver, noise=options.pop("noise")).label
-        except ValueError as e:
-            raise CheckpointError(f"a version-1 checkpoint's solver settings do not parse: {e}") from None
     return {**config, "model": model, "solver": solver, "options": options}
 
 

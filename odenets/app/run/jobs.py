@@ -3,25 +3,30 @@ machines that share a file system (``--shard``).
 
 :func:`run` trains a list of runs on ``jobs`` processes at once, each started fresh with
 'spawn' (no state shared, no CUDA forked): on a machine with several GPUs each takes its
-own (cuda:<slot>), on a CPU each gets an equal share of the cores as its torch threads,
-unless OMP_NUM_THREADS says otherwise. A SIGINT or SIGTERM stops starting runs and is
-passed on to the running ones, which finish their step, save and stop; each run holds
-its folder's lock, so two processes never write one run. :func:`share` is a shard's
+own (cuda:<slot>); on a CPU each runs on the threads its settings name (a study gives each
+run one, :func:`default_jobs` runs as many at once as there are cores). A SIGINT or
+SIGTERM stops starting runs and is passed on to the running ones as SIGTERM, which
+finish their step, save and stop; so does the end of the study's process, however it
+ends (kill -9 included: :func:`_die_with_parent`). A run that fails or is killed stops
+the others the same way. Each run holds its folder's lock, so two processes never
+write one run. :func:`share` is a shard's
 deterministic part of a study: run k of the plan goes to shard k % N + 1.
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
-import traceback
 from collections import deque
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from typing import Callable, Optional, Sequence, TypeVar
 
-from ..errors import AppError, Interrupted, UsageError
+from ..errors import AppError, Interrupted, RunFailed, UsageError
 from ..settings.config import Config
 from . import signals
 
@@ -63,11 +68,23 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def placed(cfg: Config, slot: int, jobs: int) -> Config:
-    """``cfg`` as job ``slot`` of ``jobs`` runs it: on GPU ``slot`` (modulo their number)
-    when the machine has several and no --device names one, with --threads if given,
-    else the cores divided among the jobs unless OMP_NUM_THREADS is set; quiet, as
-    progress bars of several processes would overwrite each other."""
+def default_jobs(device: Optional[str]) -> int:
+    """How many runs a study trains at once unless told: one per GPU where the runs go to
+    GPUs (``device`` None or cuda) and there are several, else one per CPU core."""
+    if device in (None, "cuda"):
+        import torch
+
+        if torch.cuda.device_count() >= 1:
+            return torch.cuda.device_count()
+    if device is not None and device.startswith("cuda"):
+        return 1
+    return cores()
+
+
+def placed(cfg: Config, slot: int) -> Config:
+    """``cfg`` as job ``slot`` runs it: on GPU ``slot`` (modulo their number) when the
+    machine has several and no --device names one; quiet, as progress bars of several
+    processes would overwrite each other. Its CPU threads are its settings' own."""
     device = cfg.device
     if cfg.device in (None, "cuda"):
         import torch
@@ -75,10 +92,7 @@ def placed(cfg: Config, slot: int, jobs: int) -> Config:
         gpus = torch.cuda.device_count()
         if gpus > 1:
             device = f"cuda:{slot % gpus}"
-    threads = cfg.threads
-    if threads is None and "OMP_NUM_THREADS" not in os.environ:
-        threads = max(1, cores() // jobs)
-    return replace(cfg, device=device, threads=threads, quiet=True)
+    return replace(cfg, device=device, quiet=True)
 
 
 def run(work: Work, cfgs: Sequence[Config], jobs: int = 1,
@@ -91,8 +105,9 @@ def run(work: Work, cfgs: Sequence[Config], jobs: int = 1,
     starts (with the cfg as placed), advances and ends.
 
     The first run that fails stops the others (they save) and its error is raised: an
-    AppError as it was raised, any other error as a RuntimeError with the worker's
-    traceback. A signal stops the study the same way and raises Interrupted."""
+    AppError as it was raised; a process killed, or any other error, as a RunFailed
+    naming the run, its exit status or error, and where the others stopped. A signal
+    stops the study the same way and raises Interrupted."""
     if jobs == 1:
         results = []
         for cfg in cfgs:
@@ -112,7 +127,6 @@ class _Pool:
         self.error: Optional[BaseException] = None
         self.saved: list[str] = []  # where the runs stopped part-way are
         self.stop = signals.Stop()
-        self.stopped = self.context.Event()  # tells a job still starting that the study is stopping
 
     def run(self, cfgs: Sequence[Config]) -> list:
         waiting = deque(enumerate(cfgs))
@@ -126,11 +140,14 @@ class _Pool:
                         self._receive(conn)
                     if self.stop.requested and not passed_on:  # Ctrl-C reached them too: one request
                         passed_on = True
-                        self._signal(self.stop.signum)
+                        self._stop_all()
             finally:  # only on an error in this process, e.g. a second Ctrl-C: stop at once
                 for _, process, _, _ in self.running.values():
                     process.kill()
                     process.join()
+        if isinstance(self.error, RunFailed):
+            others = f"the runs stopped with it: {'; '.join(self.saved)}" if self.saved else "no other run was stopped"
+            raise RunFailed(f"{self.error}; {others}")
         if self.error is not None:
             raise self.error
         if self.saved or waiting:
@@ -144,12 +161,12 @@ class _Pool:
 
     def _start(self, index: int, cfg: Config) -> None:
         slot = min(set(range(self.jobs)) - {s for _, _, s, _ in self.running.values()})
-        cfg = placed(cfg, slot, self.jobs)
+        cfg = placed(cfg, slot)
         receive, send = self.context.Pipe(duplex=False)
-        process = self.context.Process(target=_work, args=(self.work, cfg, send, self.stopped),
+        process = self.context.Process(target=_work, args=(self.work, cfg, send),
                                        name=f"odenets-job{slot}")
         # started ignoring SIGINT (which outlives exec), so that a Ctrl-C while it imports does not end it
-        # with a traceback; _work takes SIGINT back and then looks whether the study was stopped meanwhile
+        # with a traceback; the study passes a stop on as SIGTERM, which ends it there
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             process.start()
@@ -167,8 +184,10 @@ class _Pool:
             kind, value = conn.recv()
         except EOFError:  # it died before it could send: killed, or stopped as it was starting
             process.join()  # for its exit status
-            kind, value = "error", RuntimeError(f"the process of run {cfg.out} ended with exit status "
-                                                f"{process.exitcode} before it reported")
+            code = process.exitcode
+            killed = f" (killed by {signal.Signals(-code).name})" if code is not None and code < 0 else ""
+            kind, value = "error", RunFailed(f"the process of run {cfg.out} ended with exit status {code}{killed} "
+                                             "before it reported")
             if self._stopping():
                 value = Interrupted(f"run {cfg.out} stopped as it started")
         if kind == "progress":
@@ -187,35 +206,68 @@ class _Pool:
             self.saved.append(f"saved in {checkpoint}" if checkpoint else f"{cfg.out} before its first checkpoint")
         elif self.error is None:  # a failure, or a run stopped on its own: the study cannot finish
             self.error = value
-            self._signal(signal.SIGTERM)  # the others save and stop
+            self._stop_all()  # the others save and stop
 
-    def _signal(self, signum: int) -> None:
-        self.stopped.set()
+    def _stop_all(self) -> None:
+        """SIGTERM to every running job: one training saves and stops, one still starting ends."""
         for _, process, _, _ in self.running.values():
             if process.pid is not None and process.exitcode is None:
-                os.kill(process.pid, signum)
+                os.kill(process.pid, signal.SIGTERM)
 
 
-def _work(work: Work, cfg: Config, conn: Connection, stopped) -> None:
-    """A worker process: one run, its result or its error sent back."""
+def _work(work: Work, cfg: Config, conn: Connection) -> None:
+    """A worker process: one run, its result or its error sent back (nothing, once the
+    study's process is gone)."""
+    def send(message) -> None:
+        try:
+            conn.send(message)
+        except OSError:  # the study's process is gone: its SIGTERM (_die_with_parent) stops this run
+            pass
+
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if stopped.is_set():
-            raise KeyboardInterrupt
+        _die_with_parent()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # until training takes them: unwind, letting go of the folder
+            signal.signal(signum, signal.default_int_handler)
         last = 0.0
 
         def report(done: int, total: int) -> None:
             nonlocal last
             if done == total or time.monotonic() - last >= REPORT_EVERY:
                 last = time.monotonic()
-                conn.send(("progress", (done, total)))
+                send(("progress", (done, total)))
 
-        conn.send(("result", work(cfg, report)))
+        send(("result", work(cfg, report)))
     except AppError as e:
-        conn.send(("error", e))
+        send(("error", e))
     except KeyboardInterrupt:
-        conn.send(("error", Interrupted(f"run {cfg.out} stopped before it could save")))
-    except BaseException:
-        conn.send(("error", RuntimeError(f"run {cfg.out} failed in its process:\n{traceback.format_exc()}")))
+        send(("error", Interrupted(f"run {cfg.out} stopped before it could save")))
+    except BaseException as e:
+        send(("error", RunFailed(f"run {cfg.out} failed with {type(e).__name__}: {e}")))
     finally:
         conn.close()
+
+
+PR_SET_PDEATHSIG = 1
+"""Linux's prctl option: the signal this process gets when its parent ends (prctl(2))."""
+
+
+def _die_with_parent() -> None:
+    """Have this worker sent SIGTERM when the study's process ends, however it ends
+    (kill -9 too), so that it saves and stops as on a Ctrl-C rather than running on and
+    holding its run's folder: Linux's parent-death signal, elsewhere a thread that
+    waits on the parent's sentinel (a pipe that closes when it ends)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0:
+            if not parent.is_alive():  # it ended before the signal was asked for
+                os.kill(os.getpid(), signal.SIGTERM)
+            return
+    threading.Thread(target=_watch, args=(parent.sentinel,), name="odenets-parent-watch", daemon=True).start()
+
+
+def _watch(sentinel) -> None:
+    wait([sentinel])
+    os.kill(os.getpid(), signal.SIGTERM)

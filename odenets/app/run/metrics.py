@@ -36,13 +36,14 @@ def write(out: Path, history: list[dict]) -> None:
 
 
 def learned_k(model: nn.Module) -> dict:
-    """The learned k_n of every LM step of ``model``, by step name (empty for a model
-    without LM steps): what a history row records under ``k``."""
-    from odenets.analysis import lm_nets, modified_equation
+    """The learned k_n of every step with a trained coefficient k (LM's) of ``model``, by
+    step name (empty for a model without them): what a history row records under ``k``."""
+    from odenets.analysis import learned_nets, modified_equation
 
-    if not lm_nets(model):
+    if not learned_nets(model):
         return {}
-    return {f"{r.net}.{r.step}": r.k.tolist() for r in modified_equation(model) if r.learned}
+    return {f"{r.net}.{r.step}": r.coefficients["k"].tolist() for r in modified_equation(model)
+            if "k" in r.coefficients}
 
 
 def _mean(k) -> float:

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import math
 import typing
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Optional
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Optional, Union
 
 from odenets import solvers
 from odenets.hints import describe, fits
-from odenets.solvers.spec import label
+from odenets.solvers import SolverSpec
 
 from ..data import datasets
 from ..data.datasets import DATASETS, LOADERS, ON_BAD_IMAGE
@@ -36,9 +37,16 @@ CUDA graphs, without the host's launch of every kernel."""
 
 @dataclass
 class Config:
+    """The settings of one training run, one field per ``odenets train`` flag.
+
+    A hyper-parameter left None takes the data set's :func:`recipe` value in
+    :meth:`resolved`; :meth:`check` validates every field in one place. The fields above
+    ``device`` define the run (a resumed run must agree on them); those from ``device``
+    on (:attr:`ENVIRONMENT`) say where and how it runs and may change on resume."""
+
     model: Optional[str] = None
     data: str = "digits"
-    solver: Optional[str] = None
+    solver: Union[SolverSpec, str, None] = None
     options: dict = field(default_factory=dict)
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
@@ -73,48 +81,52 @@ class Config:
     ENVIRONMENT = ("device", "threads", "compile", "compile_mode", "channels_last", "workers", "data_dir", "download",
                    "on_bad_image", "out", "quiet", "loader", "tensorboard", "tensorboard_every")
 
+    def __post_init__(self) -> None:
+        """Where settings enter (flags, a settings file, a record read back, a Config made by
+        hand): a solver given as text, and the scheme's settings among ``options`` (``noise``,
+        ``survival``, lm's ``k_init``, ... as ``--opt`` and records give them), are parsed
+        here, once, into :attr:`solver`, a SolverSpec (None: the model's own scheme, as it
+        is); :attr:`options` keep the model's."""
+        if isinstance(self.solver, str) or self.options:
+            self.solver, self.options = _solver(self.model or recipe(self.data).model, self.solver, self.options)
+
     def resolved(self, data: Optional[Description] = None) -> "Config":
         """A copy with every unset hyper-parameter taken from the recipe of the data set
-        ``data`` describes (found here, if needed and not given), and the solver in its one
-        spelling: its noise in its name (``lm+sd``), not in the options."""
-        values = asdict(self)
+        ``data`` describes (found here, if needed and not given)."""
         defaults = ("model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "milestones")
-        if data is None and self.data == "imagefolder" and any(values[n] is None for n in defaults):
+        if data is None and self.data == "imagefolder" and any(getattr(self, n) is None for n in defaults):
             data = datasets.find(self.data, self.data_dir, self.test_split, self.on_bad_image).description
         r = recipe(self.data, self.model or "", *((data.size_class, data.train_images) if data else ()))
-        if self.solver is not None and "noise" in self.options:
-            values["solver"] = self._spec().label
-            values["options"] = {k: v for k, v in self.options.items() if k != "noise"}
+        values = {}
         for name in defaults:
-            if values[name] is None:
+            if getattr(self, name) is None:
                 values[name] = list(getattr(r, name)) if name == "milestones" else getattr(r, name)
-        if values["out"] is None:
-            values["out"] = f"runs/{self.data}-{values['model']}-{self.label}-seed{self.seed}"
-        return Config(**values)
+        if self.out is None:
+            values["out"] = f"runs/{self.data}-{values.get('model', self.model)}-{self.label}-seed{self.seed}"
+        return replace(self, **values)
 
     @property
     def label(self) -> str:
         """How tables, folders and ``odenets eval`` name the solver, noise included: ``lm``,
-        ``lm+sd``, ``default`` (the model's own), ``default+sd``."""
-        noise = self.options.get("noise")
-        if self.solver is None:
-            return label("default", noise)
-        try:
-            return self._spec().label
-        except UsageError:  # a conflict that check() reports; a label names what was asked
-            return self.solver
+        ``lm+sd``, ``default`` (the model's own)."""
+        return "default" if self.solver is None else self.solver.label
 
-    def _spec(self) -> solvers.SolverSpec:
-        """The solver's name, its variant and --noise, parsed once (the zoo checks the scheme's options)."""
-        try:
-            return solvers.SolverSpec.parse(self.solver, noise=self.options.get("noise"))
-        except ValueError as e:
-            raise UsageError(f"{e} (solvers: {', '.join(solvers.available())}, optionally with "
-                             f"+{' or +'.join(solvers.VARIANTS)})") from None
+    def record(self) -> dict:
+        """The settings as JSON records them (config.json, result.json, checkpoints): the
+        solver by its label, its options and stochastic depth's survival among ``options``,
+        as ``--solver`` and ``--opt`` give them (and as odenets 0.1 wrote them); a Config
+        made from a record (:func:`known`) reads them back into the SolverSpec."""
+        values = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+        spec = self.solver
+        if spec is not None:
+            p = spec.survival
+            survival = {} if p is None else {"survival": p if isinstance(p, float) else list(p)}
+            values.update(solver=spec.label, options={**values["options"], **spec.options, **survival})
+        return values
 
     def run_settings(self) -> dict:
-        """The settings that define the run: what a resumed run must share."""
-        return {k: v for k, v in asdict(self).items() if k not in self.ENVIRONMENT}
+        """The settings that define the run (as recorded): what a resumed run must share."""
+        return {k: v for k, v in self.record().items() if k not in self.ENVIRONMENT}
 
     def check(self) -> "Config":
         """Raise a UsageError naming the choices for an unknown data set, model or solver,
@@ -124,9 +136,7 @@ class Config:
         if self.data not in DATASETS:
             raise UsageError(f"unknown data set {self.data!r}; choose one of: {', '.join(DATASETS)}")
         if self.model is not None and self.model not in zoo.list_models():
-            raise UsageError(f"unknown model {self.model!r}; choose one of: {', '.join(zoo.list_models())}")
-        if self.solver is not None:
-            self._spec()
+            raise _unknown_model(self.model)
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise UsageError(f"--on-bad-image must be one of: {', '.join(ON_BAD_IMAGE)}")
         if self.compile_mode not in COMPILE_MODES:
@@ -159,13 +169,15 @@ class Config:
     def resume(self, saved: dict, given: set[str]) -> "Config":
         """This run continued from a checkpoint's settings ``saved``: a run setting given
         as a flag must agree with it; an environment setting given overrides it."""
-        mine = asdict(self)
-        for name, value in known(saved).items():
+        theirs = Config(**known(saved))
+        mine, recorded, asked = vars(self).copy(), theirs.record(), self.record()
+        for name in known(saved):
             if name not in given:
-                mine[name] = value
-            elif name not in self.ENVIRONMENT and mine[name] != value:
-                raise UsageError(f"the checkpoint was trained with {name}={value!r}, but this command asks for "
-                                 f"{mine[name]!r}; leave the flag out to resume, or start a new run in another --out")
+                mine[name] = getattr(theirs, name)
+            elif name not in self.ENVIRONMENT and asked[name] != recorded[name]:
+                raise UsageError(f"the checkpoint was trained with {name}={recorded[name]!r}, but this command asks "
+                                 f"for {asked[name]!r}; leave the flag out to resume, or start a new run in another "
+                                 "--out")
         return Config(**mine)
 
 
@@ -173,7 +185,7 @@ def validate(saved: dict, where: str) -> None:
     """Raise a CheckpointError naming the first setting of ``saved`` (a run's config as
     read from its checkpoint or result) whose type is not the one Config declares, or
     whose value :meth:`Config.check` refuses."""
-    hints = typing.get_type_hints(Config)
+    hints = {**typing.get_type_hints(Config), "solver": Optional[str]}  # as recorded: its label
     for name, value in known(saved).items():
         if not fits(value, hints[name]):
             raise CheckpointError(f"{where} has {name}={value!r}, which is not {describe(hints[name])}")
@@ -192,6 +204,32 @@ def known(saved: dict) -> dict:
     must still fit the model rebuilt without it, which loading them checks."""
     names = {f.name for f in fields(Config)}
     return {k: v for k, v in saved.items() if k in names}
+
+
+def _solver(model: str, solver: Union[SolverSpec, str, None], options: dict) -> tuple[Optional[SolverSpec], dict]:
+    """(the solver's spec, the model's options) of ``model``: ``options`` told apart by the
+    model's signature (:func:`zoo.split_options`), the scheme's read into the spec with
+    ``solver`` (:func:`zoo.solver_spec`: its text parsed once; None, the model's own)."""
+    from odenets import zoo
+
+    if model not in zoo.list_models():
+        raise _unknown_model(model)
+    mine, scheme = zoo.split_options(model, options)
+    if not scheme and not isinstance(solver, str):
+        return solver, mine
+    try:
+        return zoo.solver_spec(model, solver, **scheme), mine
+    except (ValueError, TypeError) as e:
+        given = ", ".join(f"{k}={v!r}" for k, v in scheme.items()) or "no options"
+        raise UsageError(f"cannot build {model} with solver {solver or 'its own'} and {given}: {e} (solvers: "
+                         f"{', '.join(solvers.available())}, optionally with +{' or +'.join(solvers.VARIANTS)})"
+                         ) from None
+
+
+def _unknown_model(model: str) -> UsageError:
+    from odenets import zoo
+
+    return UsageError(f"unknown model {model!r}; choose one of: {', '.join(zoo.list_models())}")
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -262,7 +300,8 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
                    "float16 with loss scaling")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available, else cpu)")
     p.add_argument("--threads", type=int, metavar="N", help="torch's CPU threads (default: OMP_NUM_THREADS, "
-                   "else every core; ablate --jobs divides the cores); recorded with the run")
+                   "else every core; ablate: 1 per run, so that its table is the same on every machine); recorded "
+                   "with the run")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     p.add_argument("--compile-mode", choices=COMPILE_MODES, help="torch.compile's mode (turns --compile on): "
                    "reduce-overhead replays each step as CUDA graphs, for small models that wait on kernel launches")
@@ -284,8 +323,9 @@ def add_arguments(p: argparse.ArgumentParser, *, solver: bool = True) -> None:
     p.add_argument("--quiet", action="store_true", default=None, help="no progress bars or per-epoch lines")
 
 
-def from_args(args: argparse.Namespace) -> tuple[Config, set[str]]:
-    """The Config the flags ask for, and the names of the settings given explicitly."""
+def from_args(args: argparse.Namespace, **overrides) -> tuple[Config, set[str]]:
+    """The Config the flags ask for (with ``overrides``: ablate's model and solver of a
+    row), its solver parsed once, and the names of the settings given explicitly."""
     values = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name, None) is not None}
     options = {}
     if getattr(args, "solver", None):
@@ -299,4 +339,7 @@ def from_args(args: argparse.Namespace) -> tuple[Config, set[str]]:
         values.setdefault("compile", True)
     if options:
         values["options"] = options
-    return Config(**values), set(values)
+    values.update(overrides)
+    cfg = Config(**values)
+    given = set(values) - {"solver", "options"}
+    return cfg, given | {name for name in ("solver", "options") if getattr(cfg, name)}

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Recipe:
+    """A data set's default model and SGD hyper-parameters; ``milestones`` are
+    fractions of ``epochs`` at which the learning rate falls tenfold."""
+
     model: str
     epochs: int
     batch_size: int
@@ -27,8 +30,9 @@ MID_EPOCHS = (15, 60)
 
 def recipe(data: str, model: str = "", size_class: str = "small", train_images: int = 0) -> Recipe:
     """Defaults for ``data``: CIFAR is He et al.'s and the paper's (SGD momentum 0.9,
-    batch 128, lr 0.1 / 10 at 50% and 75% of 160 epochs, weight decay 1e-4, 5e-4 for
-    ResNeXt), and so is that of an image folder of small images (``size_class`` 'small',
+    batch 128, lr 0.1 / 10 at 50% and 75% of 160 epochs, weight decay 1e-4 unless the
+    ``model``'s architecture was published with another: 5e-4 for ResNeXt, as
+    :func:`odenets.zoo.cifar_weight_decay` says), and so is that of an image folder of small images (``size_class`` 'small',
     CIFAR-like, at most 64x64). An image folder of mid-size images (at most 160x160)
     trains resnet18 at the images' own size (its ImageNet stem divides them by 4, as
     CIFAR's 32 px are to its ResNets' first stage), batch 128, lr 0.1, weight decay
@@ -38,8 +42,11 @@ def recipe(data: str, model: str = "", size_class: str = "small", train_images: 
     if data == "digits":
         return Recipe("resnet20", epochs=10, batch_size=64, lr=0.05, weight_decay=5e-4)
     if data in ("cifar10", "cifar100") or size_class == "small":
+        from odenets import zoo  # the zoo on first use, as in Config.check: settings import cheaply
+
+        published = zoo.cifar_weight_decay(model)
         return Recipe("resnet20", epochs=160, batch_size=128, lr=0.1,
-                      weight_decay=5e-4 if model.startswith("resnext") else 1e-4)
+                      weight_decay=1e-4 if published is None else published)
     if size_class == "mid":
         low, high = MID_EPOCHS
         epochs = min(high, max(low, round(MID_IMAGES_SEEN / max(train_images, 1))))

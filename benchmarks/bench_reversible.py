@@ -1,0 +1,125 @@
+"""What memory-free training with exact reversal costs: memory and time.
+
+Momentum and RevNet networks of MLP blocks (momentum: 32-64-32 per step; revnet: F and G
+16-32-16 on the two halves of a 32-wide state), batch ``--batch``, float32, one thread.
+
+- Memory: the bytes of the tensors autograd saves in the forward pass (counted with
+  saved_tensors_hooks) at each depth, for plain backprop, ``memory_efficient=True`` and,
+  for momentum, momentumnet's memory-saving ``MomentumNet(use_backprop=False)``; and, from
+  the smallest to the largest depth, the growth of ``memory_efficient=True`` in bits a
+  number a step (the bits exactness stores; log2(1/gamma) beside it).
+- Time: the process's CPU time of a training step (forward, backward of sum(u_N^2)) at
+  ``--time-depth``, the median over interleaved repeats of each contender's time divided
+  by plain backprop's in the same repeat, and of ``memory_efficient=True`` divided by
+  momentumnet's memory-saving mode.
+
+    python benchmarks/bench_reversible.py
+    python benchmarks/bench_reversible.py --depths 10,100,1000 --time-depth 100 --repeats 20
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import time
+from typing import Callable
+
+import torch
+from momentumnet import MomentumNet
+from torch import nn
+
+from odenets import ODENet
+
+
+def mlp(d: int, hidden: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(d, hidden), nn.Tanh(), nn.Linear(hidden, d))
+
+
+def contenders(solver: str, depth: int, gamma: float) -> dict[str, nn.Module]:
+    torch.manual_seed(0)
+    if solver == "revnet":
+        pairs = [(mlp(16, 32), mlp(16, 32)) for _ in range(depth)]
+        return {"plain": ODENet(pairs, "revnet"), "memory_efficient": ODENet(pairs, "revnet", memory_efficient=True)}
+    fs = [mlp(32, 64) for _ in range(depth)]
+    return {"plain": ODENet(fs, "momentum", gamma=gamma),
+            "memory_efficient": ODENet(fs, "momentum", gamma=gamma, memory_efficient=True),
+            "momentumnet saving": MomentumNet(fs, gamma=gamma, use_backprop=False)}
+
+
+def saved_bytes(net: nn.Module, x: torch.Tensor) -> int:
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = net(x.clone().requires_grad_(True))
+    out.square().sum().backward()
+    return total
+
+
+def train_step(net: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        net.zero_grad(set_to_none=True)
+        u = x.clone().requires_grad_(True)
+        net(u).square().sum().backward()
+    return run
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--depths", default="10,100,1000")
+    p.add_argument("--gammas", default="0.2,0.5,0.9,0.99")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--time-depth", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    depths = [int(d) for d in args.depths.split(",")]
+    gammas = [float(g) for g in args.gammas.split(",")]
+    x = torch.randn(args.batch, 32)
+    numbers = x.numel()
+    print(f"saved tensors (KB), batch {args.batch}, state 32 wide, float32 ({numbers * 4 / 1e3:.1f} KB a state)")
+    print(f"{'net':>16} {'contender':>20} " + " ".join(f"{'depth ' + str(d):>11}" for d in depths)
+          + f" {'bits/number/step':>17} {'log2(1/gamma)':>14}")
+    for solver, gamma in [("revnet", 0.0)] + [("momentum", g) for g in gammas]:
+        label = solver if solver == "revnet" else f"momentum {gamma:g}"
+        sizes: dict[str, list[int]] = {}
+        for depth in depths:
+            for name, net in contenders(solver, depth, gamma).items():
+                sizes.setdefault(name, []).append(saved_bytes(net, x))
+        for name, ks in sizes.items():
+            growth = (ks[-1] - ks[0]) * 8 / numbers / (depths[-1] - depths[0])
+            theory = "" if solver == "revnet" or name != "memory_efficient" else f"{math.log2(1 / gamma):14.3f}"
+            print(f"{label:>16} {name:>20} " + " ".join(f"{k / 1e3:11.1f}" for k in ks) + f" {growth:17.3f} {theory}")
+
+    print(f"\ntraining step at depth {args.time_depth}, CPU time, {args.threads} thread(s), median of "
+          f"{args.repeats} interleaved repeats")
+    print(f"{'net':>16} {'contender':>20} {'ms':>8} {'/ plain':>8} {'/ momentumnet saving':>21}")
+    for solver, gamma in [("revnet", 0.0), ("momentum", 0.9)]:
+        label = solver if solver == "revnet" else f"momentum {gamma:g}"
+        runs = {name: train_step(net, x) for name, net in contenders(solver, args.time_depth, gamma).items()}
+        for run in runs.values():
+            run()
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(args.repeats):
+            order = list(runs)
+            random.shuffle(order)
+            for name in order:
+                start = time.process_time()
+                runs[name]()
+                times[name].append(time.process_time() - start)
+        for name, ts in times.items():
+            ratio = statistics.median(t / p for t, p in zip(ts, times["plain"]))
+            versus = ""
+            if name == "memory_efficient" and "momentumnet saving" in times:
+                versus = f"{statistics.median(t / m for t, m in zip(ts, times['momentumnet saving'])):21.2f}"
+            print(f"{label:>16} {name:>20} {statistics.median(ts) * 1e3:8.2f} {ratio:8.2f} {versus}")
+
+
+if __name__ == "__main__":
+    main()
