@@ -53,7 +53,7 @@ def test_the_weight_decay_follows_the_architecture_not_the_name():
         assert recipe("cifar10", name).weight_decay == 5e-4, name
     for name in ("resnet56", "lm_resnet56", "preact_resnet56", "lm_resnet110_sd", "resnet164", "lm_resnet18"):
         assert recipe("cifar10", name).weight_decay == 1e-4, name
-    assert recipe("imagefolder", "resnext29_8x64d", small_images=True).weight_decay == 5e-4
+    assert recipe("imagefolder", "resnext29_8x64d", size_class="small").weight_decay == 5e-4
     # a user's architecture says its own, whatever its name
     zoo.register_model(lambda **kw: None, name="resnext_like_but_not_test_recipe", cifar_weight_decay=0.0)
     assert recipe("cifar10", "resnext_like_but_not_test_recipe").weight_decay == 0.0

@@ -63,9 +63,11 @@ def test_a_model_given_replaces_the_files_models(tmp_path):
 
 
 def test_a_table_takes_tomls_booleans_and_arrays(tmp_path):
-    args = parse(tmp_path, "[opt]\npreact = false\nk_bounds = [-0.9, 0.9]\nk_init = 0\n", "train")
+    args = parse(tmp_path, "solver = \"lm\"\n[opt]\npreact = false\nk_bounds = [-0.9, 0.9]\nk_init = 0\n", "train")
     cfg, _ = config.from_args(args)
-    assert cfg.options == {"preact": False, "k_bounds": [-0.9, 0.9], "k_init": 0}
+    assert cfg.options == {"preact": False}  # the model's; the scheme's go to its SolverSpec
+    assert cfg.solver.name == "lm" and dict(cfg.solver.options)["k_init"] == 0
+    assert list(cfg.solver.options["k_bounds"]) == [-0.9, 0.9]
 
 
 def test_the_parser_reads_its_command_line_once(tmp_path, monkeypatch):

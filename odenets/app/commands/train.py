@@ -58,7 +58,7 @@ def fit(cfg: Config, state: Optional[dict] = None, on_step: Optional[OnStep] = N
     The run holds its folder (:func:`lock.hold`) from start to end; a checkpoint of
     another folder is resumed into ``cfg.out`` only if that holds nothing yet, and
     is then copied there first, so the folder is a complete run of its own."""
-    if cfg.check().tensorboard:
+    if cfg.tensorboard:
         tensorboard.require()  # before any data is read
     found = data.find(cfg.data, cfg.data_dir, cfg.test_split, cfg.on_bad_image)  # the one look at the data
     cfg = cfg.resolved(found.description).check()

@@ -70,7 +70,7 @@ def merged(args: argparse.Namespace) -> argparse.Namespace:
         return args
     parser: Parser = args.command_parser
     path = Path(args.config)
-    settings = read(path)
+    settings = expanded(read(path), parser)
     parser.reading = path
     try:
         from_file = parser.parse_args(flags(path, settings, parser))
@@ -96,19 +96,28 @@ def read(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path} is not valid TOML: {e}") from None
 
 
+def expanded(settings: dict[str, Any], parser: Parser) -> dict[str, Any]:
+    """``settings`` with a switch's table turned into the switch and its own settings:
+    ``[tensorboard] every = 20`` is ``tensorboard = true, tensorboard_every = 20``."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        action = parser.flags.get(key)
+        if action is not None and action.nargs == 0 and isinstance(value, dict):
+            out[key] = True
+            out.update({f"{key}_{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
 def flags(path: Path, settings: dict[str, Any], parser: Parser) -> list[str]:
-    """The command-line flags of ``parser`` that ``settings`` (read from ``path``) stand for."""
+    """The command-line flags of ``parser`` that ``settings`` (read from ``path``, expanded) stand for."""
     out: list[str] = []
-    items = list(settings.items())
-    while items:
-        key, value = items.pop(0)
+    for key, value in settings.items():
         action = parser.flags.get(key)
         if action is None:
             raise UsageError(f"{path}: unknown setting {key!r}; the settings are the long flags of `odenets "
                              f"{parser.prog.split()[-1]}` with underscores: {', '.join(sorted(parser.flags))}")
-        if action.nargs == 0 and isinstance(value, dict):  # [tensorboard] every = 20: the switch, and its settings
-            items[:0] = [(key, True)] + [(f"{key}_{k}", v) for k, v in value.items()]
-            continue
         out += _tokens(action, key in parser.repeatable, value, f"{path}: {key}")
     return out
 
