@@ -47,7 +47,10 @@ def test_cifar_recipe_is_the_papers():
     assert lr_at(0.1, 0, 1, r.milestones) == 0.1  # a one-epoch run keeps its rate
 
 
-def test_the_weight_decay_follows_the_architecture_not_the_name():
+def test_the_weight_decay_follows_the_architecture_not_the_name(monkeypatch):
+    from odenets.zoo import registry  # the models this test registers leave with it
+    for table in ("_MODELS", "_CIFAR_WEIGHT_DECAY"):
+        monkeypatch.setattr(registry, table, dict(getattr(registry, table)))
     # Xie et al. (2017) trained ResNeXt-29 on CIFAR with weight decay 5e-4, He et al. (2016) ResNets with 1e-4
     for name in ("resnext29_8x64d", "lm_resnext29_8x64d", "resnext29_16x64d", "lm_resnext29_16x64d"):
         assert recipe("cifar10", name).weight_decay == 5e-4, name
