@@ -1,6 +1,8 @@
 """Adaptive-step integration of a single shared f, delegated to torchdiffeq."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -17,13 +19,13 @@ class Adaptive:
 
     def __init__(self, f: nn.Module, method: str, t0: float, dt: float, steps: int, rtol: float, atol: float,
                  adjoint: bool):
-        self.f = f
+        self.f, self.field = f, Field(f, 0)  # its signature read once, not at every call
         self.method, self.t0, self.dt, self.steps = method, t0, dt, steps
         self.rtol, self.atol, self.adjoint = rtol, atol, adjoint
 
     def check_context(self, context: Context) -> None:
         """A clear error for a context key f does not take."""
-        Field(self.f, 0).check_keywords(context)
+        self.field.check_keywords(context)
 
     def __call__(self, u0: Tensor, trajectory: bool, context: Context) -> Tensor:
         """``context`` goes to every evaluation of f (a closure for torchdiffeq); under the
@@ -32,7 +34,7 @@ class Adaptive:
 
         n = self.steps if trajectory else 1
         t = torch.linspace(self.t0, self.t0 + self.steps * self.dt, n + 1, dtype=u0.dtype, device=u0.device)
-        field = _Field(self.f, context)
+        field = _Field(self.f, self.field.bind(context))
         kwargs = dict(method=self.method, rtol=self.rtol, atol=self.atol)
         if self.adjoint:
             tensors = tuple(v for v in context.values() if isinstance(v, Tensor) and v.requires_grad)
@@ -47,10 +49,9 @@ class _Field(nn.Module):
     """f as the nn.Module torchdiffeq's adjoint expects (its parameters are the adjoint's),
     called as f(t, u, **context) and checked like a step's."""
 
-    def __init__(self, f: nn.Module, context: Context):
+    def __init__(self, f: nn.Module, call: Callable[[Tensor, Tensor], Tensor]):
         super().__init__()
-        self.f = f
-        self.call = Field(f, 0).bind(context)
+        self.f, self.call = f, call
 
     def forward(self, t: Tensor, u: Tensor) -> Tensor:
         return self.call(t, u)

@@ -170,7 +170,7 @@ class Step(nn.Module):
     def _fields(self) -> tuple[Field, ...]:
         return self._f if isinstance(self._f, tuple) else (self._f,)
 
-    def _bound(self, context: Context):
+    def _bound(self, context: Optional[Context]):
         """The step's field(s) with ``context`` added to every call."""
         if not context:
             return self._f
@@ -215,7 +215,7 @@ class Step(nn.Module):
         ``exact_reversal``; :mod:`odenets.solvers.fixed_point`): what the reversible engine runs."""
         params = {k: getattr(self.coefs, k) for k in self._names}
         run = self.scheme.fixed_inverse if inverse else self.scheme.fixed_step
-        return run(self._bound(context or {}), self.t, self.dt, carrier, fx, **params)
+        return run(self._bound(context), self.t, self.dt, carrier, fx, **params)
 
     def inverse(self, u: Tensor, past: Past = (), context: Optional[Context] = None) -> tuple[Tensor, Past]:
         """(u_n, past_n) from this step's output u_{n+1} and the history it left, for an
@@ -228,4 +228,4 @@ class Step(nn.Module):
             raise ValueError(f"step {self.n} cannot be inverted: {why} (inverse() needs an invertible scheme such "
                              "as 'revnet', without noise, shortcut or activation)")
         params = {k: getattr(self.coefs, k) for k in self._names}
-        return self.scheme.inverse(self._bound(context or {}), self.t, self.dt, u, past, **params)
+        return self.scheme.inverse(self._bound(context), self.t, self.dt, u, past, **params)

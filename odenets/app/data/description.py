@@ -44,12 +44,6 @@ class Description:
             return "large"
         return "small" if side <= SMALL else "mid" if side <= MID else "large"
 
-    @property
-    def identity(self) -> dict:
-        """What makes two openings the same data: the kind, the classes and, for a folder
-        split here, the split (its held-out files' digest)."""
-        return {"kind": self.kind, "classes": list(self.classes), "split": self.split}
-
     def record(self) -> dict:
         """The description as JSON-ready values, for config.json and result.json."""
         values = asdict(self)
