@@ -14,8 +14,10 @@ How a state is rebuilt depends on what the scheme declares:
   for bit, at any depth, and the gradients are those of the float step at the forward
   pass's states. The forward pass's output is the carrier's, which differs from the plain
   float steps' by rounding to 2^-32 (2^-48 for float64) a step. Memory: the carrier (three
-  int64 a number for momentum, one for revnet) and, for momentum, about log2(1/gamma) bits a
-  number a step (4 bytes a number each time a buffer fills up).
+  8-byte integers a number for momentum, one for revnet) and, for momentum, about
+  log2(1/gamma) bits a number a step (4 bytes a number each time a buffer fills up). The
+  backward pass evaluates each function once a step: the inverse's evaluations, made with
+  autograd on, serve the recomputation that differentiates the step.
 - ``invertible`` only: the float inverse, checked. The forward pass stores the state (and
   history) every K = ceil(sqrt(N)) steps of a run of N, so memory is O(sqrt(N)) states; the
   backward pass compares each rebuilt state with the stored one and raises
@@ -127,6 +129,8 @@ class _Exact:
     """States on a fixed-point carrier: each inverse step gives back the carrier its
     forward step was given, bit for bit."""
 
+    exact = True
+
     def __init__(self, steps: Sequence[Step], u: Tensor, past: Past, context: Context):
         self.context = context
         self.fx = FixedPoint(u.dtype)
@@ -139,7 +143,10 @@ class _Exact:
         self.carrier = step.fixed_step(self.carrier, self.fx, context=self.context)
 
     def result(self) -> tuple[Tensor, Past]:
-        return self.scheme.fixed_decode(self.dt, self.carrier, self.fx)
+        out = self.scheme.fixed_decode(self.dt, self.carrier, self.fx)
+        self.fx.verify()
+        self.fx.checking = False  # the backward pass converts the very values this pass checked
+        return out
 
     def pack(self) -> list[Tensor]:
         """The tensors the backward pass needs (handed to save_for_backward)."""
@@ -160,6 +167,8 @@ class _Exact:
 
 class _Checked:
     """States rebuilt by the float inverse, checked against one stored every K steps."""
+
+    exact = False
 
     def __init__(self, steps: Sequence[Step], u: Tensor, past: Past, context: Context):
         self.context = context
@@ -230,7 +239,7 @@ class _Reversible(torch.autograd.Function):
         with torch.no_grad():
             for i, (step, draws) in enumerate(zip(steps, ctx.draws)):
                 ctx.lengths.append(length)
-                with step.before_each_call(draws.record):
+                with step.around_each_call(draws.record):
                     rebuild.forward(i, step)
                 length = min(length + 1, step.scheme.history)
             u, past = rebuild.result()
@@ -246,19 +255,26 @@ class _Reversible(torch.autograd.Function):
         n_context = len(ctx.given.tensors)
         given = ctx.saved_tensors[:n_context]
         ctx.rebuild.unpack(ctx.saved_tensors[n_context:])
-        ctx.rebuild.context = ctx.given.build(given)
         trained = [t.is_floating_point() and ctx.needs_input_grad[8 + ctx.n_past + i] for i, t in enumerate(given)]
         given = [t.detach().requires_grad_(True) if r else t for t, r in zip(given, trained)]
         context, wrt = ctx.given.build(given), [t for t, r in zip(given, trained) if r]
+        ctx.rebuild.context = context  # an exact inverse's evaluations serve the gradients, to the context too
         context_grads: list[Optional[Tensor]] = [None] * len(wrt)
         grads: list[Optional[Tensor]] = [None] * len(ctx.index)
         with _frozen_norm_statistics(ctx.steps), torch.autocast(**ctx.autocast), _forked_random(ctx.device):
             for i in reversed(range(len(ctx.steps))):
                 step, ps, length, draws = ctx.steps[i], ctx.per_step[i], ctx.lengths[i], ctx.draws[i]
-                with torch.no_grad(), step.before_each_call(draws.replay()):
-                    u, past = ctx.rebuild.back(i, step)
-                    past = past[:length]
-                with torch.enable_grad(), step.before_each_call(draws.replay()):
+                if ctx.rebuild.exact:  # the inverse's evaluations serve the recomputation
+                    made = _Made(draws.replay(), [*wrt, *ps], step)
+                    with torch.enable_grad(), step.around_each_call(made.evaluate):
+                        u, past = ctx.rebuild.back(i, step)
+                    again = made.reuse
+                else:
+                    with torch.no_grad(), step.around_each_call(draws.replay()):
+                        u, past = ctx.rebuild.back(i, step)
+                    again = draws.replay()
+                past = past[:length]
+                with torch.enable_grad(), step.around_each_call(again):
                     x = u.detach().requires_grad_(True)
                     inputs, template = _flatten(past)
                     inputs = [t.detach().requires_grad_(True) for t in inputs]
@@ -289,25 +305,76 @@ class _Draws:
         # per function, per evaluation; None for one that drew nothing
         self.states: defaultdict[int, list[Optional[RandomState]]] = defaultdict(list)
 
-    def record(self, i: int) -> None:
+    def record(self, i: int, call: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        """Evaluate function i at x, recording the random state it starts from."""
         self.states[i].append(_random_state(self.device))
         self.calls.append((self, i, len(self.states[i]) - 1))
+        return call(x)
 
-    def replay(self) -> Callable[[int], None]:
-        """A hook that gives the k-th evaluation of function i the state the forward
-        pass's k-th evaluation of it started from (revnet's inverse evaluates G first)."""
+    def replay(self) -> Callable[[int, Callable[[Tensor], Tensor], Tensor], Tensor]:
+        """A hook that evaluates the k-th evaluation of function i under the state the
+        forward pass's k-th evaluation of it started from (revnet's inverse evaluates G first)."""
         seen: Counter[int] = Counter()
 
-        def hook(i: int) -> None:
+        def hook(i: int, call: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
             state = self.states[i][seen[i]]
             seen[i] += 1
-            if state is None:  # it drew nothing
-                return
-            cpu, cuda = state
-            torch.set_rng_state(cpu)
-            if cuda is not None:
-                torch.cuda.set_rng_state(cuda, self.device)
+            if state is not None:  # it drew something
+                cpu, cuda = state
+                torch.set_rng_state(cpu)
+                if cuda is not None:
+                    torch.cuda.set_rng_state(cuda, self.device)
+            return call(x)
         return hook
+
+
+class _Made:
+    """The evaluations an exact inverse step makes, with autograd on, kept for the
+    recomputation that differentiates the step, which takes them instead of evaluating
+    again. An exact inverse evaluates each function at the points its forward step did
+    (undoing x + f(y) means subtracting the same f(y)), in the same order for each
+    function, so the k-th evaluation of function i in the recomputation is the inverse's
+    k-th: the gradients are the functions' at the forward pass's own points, and each
+    function is evaluated once in the backward pass instead of twice."""
+
+    def __init__(self, replay: Callable, targets: Sequence[Tensor], step: Step):
+        self.replay, self.targets, self.step = replay, list(targets), step
+        self.made: defaultdict[int, list[tuple[Tensor, Tensor]]] = defaultdict(list)
+        self.used: Counter[int] = Counter()
+
+    def evaluate(self, i: int, call: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        leaf = x.detach().requires_grad_(True)
+        out = self.replay(i, call, leaf)
+        self.made[i].append((leaf, out))
+        return out.detach()
+
+    def reuse(self, i: int, call: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        k = self.used[i]
+        self.used[i] += 1
+        if k >= len(self.made[i]):
+            raise RuntimeError(f"step {self.step.n}: {type(self.step.scheme).__name__}.fixed_inverse evaluated function "
+                               f"{i} {len(self.made[i])} time(s), its step more: an exact inverse evaluates each "
+                               "function at the points its step did, in the same order")
+        leaf, out = self.made[i][k]
+        if not out.requires_grad:  # f ignored its input and has no trained weights: a constant
+            return out.detach()
+        return _Reused.apply((leaf, out, self.targets), x, *self.targets)
+
+
+class _Reused(torch.autograd.Function):
+    """An evaluation made before, standing for f(x) in the recomputation: its value, and
+    its gradients (to x, the weights and the context) from its own graph."""
+
+    @staticmethod
+    def forward(ctx, made, x, *targets):
+        ctx.made = made
+        return made[1].detach()
+
+    @staticmethod
+    def backward(ctx, grad):
+        leaf, out, targets = ctx.made
+        del ctx.made
+        return (None, *torch.autograd.grad(out, (leaf, *targets), grad, allow_unused=True))
 
 
 def _random_state(device: torch.device) -> RandomState:

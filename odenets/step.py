@@ -18,6 +18,9 @@ Context = Mapping[str, Any]
 """Keyword arguments handed to every evaluation of every step's function (an attention
 mask, a conditioning vector): ``net(u, **context)``."""
 
+Around = Callable[[Callable[[Tensor], Tensor], Tensor], Tensor]
+"""What stands around an evaluation of a field: ``around(call, x)``, ``call`` evaluating it."""
+
 
 def keywords(module: nn.Module, timed: bool) -> Optional[frozenset[str]]:
     """The keyword arguments ``module`` takes besides the time and the state (None: any,
@@ -42,7 +45,7 @@ class Field:
         self.module, self.n = module, n
         self.timed = takes_time(module)
         self.keywords = keywords(module, self.timed)
-        self.before_call: Optional[Callable[[], None]] = None  # see Step.before_each_call
+        self.around: Optional[Around] = None  # see Step.around_each_call
 
     def __call__(self, t: float, x: Tensor) -> Tensor:
         return self.check(t, x, x.shape)
@@ -62,8 +65,11 @@ class Field:
 
     def check(self, t: float, x: Tensor, shape: Optional[torch.Size], context: Optional[Context] = None) -> Tensor:
         """f(t, x, **context), whose output must have ``shape`` (None: any shape)."""
-        if self.before_call is not None:
-            self.before_call()
+        if self.around is not None:
+            return self.around(lambda y: self._evaluate(t, y, shape, context), x)
+        return self._evaluate(t, x, shape, context)
+
+    def _evaluate(self, t: float, x: Tensor, shape: Optional[torch.Size], context: Optional[Context]) -> Tensor:
         if context:
             out = self.module(t, x, **context) if self.timed else self.module(x, **context)
         else:  # the common call, without an empty **{} on the hot path
@@ -133,18 +139,19 @@ class Step(nn.Module):
         return self._f
 
     @contextmanager
-    def before_each_call(self, hook: Callable[[int], None]) -> Iterator[None]:
-        """Within this block ``hook(i)`` runs before every evaluation of the step's
-        function i (the reversible engine records and replays there the random state each
-        evaluation starts from)."""
+    def around_each_call(self, hook: Callable[[int, Callable[[Tensor], Tensor], Tensor], Tensor]) -> Iterator[None]:
+        """Within this block an evaluation f_i(x) of the step's function i is
+        ``hook(i, call, x)``, where ``call(y)`` evaluates it (checked) at y: the reversible
+        engine records and replays there the random state each evaluation starts from, and
+        hands the backward pass's recomputation the evaluations the inverse made."""
         fields = self._fields()
         for i, f in enumerate(fields):
-            f.before_call = partial(hook, i)
+            f.around = partial(hook, i)
         try:
             yield
         finally:
             for f in fields:
-                f.before_call = None
+                f.around = None
 
     @property
     def transition(self) -> bool:
@@ -221,7 +228,7 @@ class Step(nn.Module):
         """(u_n, past_n) from this step's output u_{n+1} and the history it left, for an
         invertible scheme (eval and training mode alike). A step whose functions draw random
         numbers (dropout) inverts only under the draws it ran with, which the reversible
-        engine replays (:meth:`before_each_call`)."""
+        engine replays (:meth:`around_each_call`)."""
         if not self.scheme.invertible or self.shortcut is not None or self.activation is not None:
             why = ("its scheme is not invertible" if not self.scheme.invertible else
                    "it changes the state's shape" if self.shortcut is not None else "it has an activation")

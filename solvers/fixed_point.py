@@ -2,22 +2,29 @@
 
 A float step is not exactly invertible: x + a - a need not give x back, and dividing by
 gamma to undo a multiplication by gamma magnifies the rounding error by 1 / gamma a step.
-On integers both are exact. A scheme that declares ``exact_reversal`` runs its steps on
-int64 tensors holding round(x 2^bits) (``bits`` = 32 for a float32, bfloat16 or float16
-state, 48 for float64): it adds integers (exact, and undone by subtracting the same
-integers, recomputed from the rebuilt state) and multiplies by a ratio gamma = n / d
-(d <= 2^30; :meth:`FixedPoint.ratio`) by flooring, keeping in an information buffer
-the digit the floor drops, so the multiplication can be undone too (Maclaurin, Duvenaud
-& Adams, ICML 2015, "Gradient-based hyperparameter optimization through reversible
-learning", Alg. 3 with the digit kept as below; MacKay, Vicol, Ba & Grosse, NeurIPS 2018,
-"Reversible recurrent neural networks").
+On integers both are exact. A scheme that declares ``exact_reversal`` runs its steps on a
+carrier of integers X = round(x 2^bits): it adds integers (exact, and undone by
+subtracting the same integers, recomputed from the rebuilt state) and multiplies by a
+ratio gamma = n / d (:meth:`FixedPoint.ratio`) by flooring, keeping in an information
+buffer the digit the floor drops, so the multiplication can be undone too (Maclaurin,
+Duvenaud & Adams, ICML 2015, "Gradient-based hyperparameter optimization through
+reversible learning", Alg. 3 with the digit kept as below; MacKay, Vicol, Ba & Grosse,
+NeurIPS 2018, "Reversible recurrent neural networks").
+
+The integers are held where they are cheapest to compute with exactly:
+
+- float32, bfloat16 and float16 states: float64 tensors holding integers below 2^52
+  (float64 is exact on them, and its division is several times faster than int64's, which
+  no CPU vectorises), ``bits`` = 32, so |x| < 2^20 (about 1e6), and ratios with d <= 2^26
+  (exact for a float32 gamma >= 2^-3 and for a ratio of small integers, 0.9 = 9 / 10);
+- float64 states: int64 tensors below 2^61, ``bits`` = 48, so |x| < 2^13 (8192), and
+  ratios with d <= 2^30.
 
 The digit kept is the index of x among the integers that floor(x n / d) maps to the
 same value, ceil(d / n) or one fewer of them: about log2(1 / gamma) bits a number per
-multiplication. The buffer is one int64 per number; when one would overflow, the low 32
-bits of every number's buffer go onto a stack, 4 bytes a number. The values a state may
-hold are bounded: |x| < 2^(61 - bits), about 5e8 for float32 and 8e3 for float64; a
-larger one raises :class:`FixedPointRange`.
+multiplication. The buffer is one 8-byte number per number; when one would overflow, the
+low 32 bits of every number's buffer go onto a stack, 4 bytes a number. A value beyond the
+range raises :class:`FixedPointRange` at the end of the pass (:meth:`FixedPoint.verify`).
 """
 from __future__ import annotations
 
@@ -27,13 +34,8 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-RATIO_BITS = 30
-"""A ratio gamma is held as n / d with d <= 2^30."""
-
-_RANGE = 2.0 ** 61  # integers stay below this, so the sum of two never overflows int64
 _CHUNK = 2 ** 32  # what goes onto the stack when a buffer would overflow
-_DENOMINATOR = 2 ** RATIO_BITS
-_SMALLEST_RATIO = 2.0 ** -24  # a ratio's digit has at most 24 bits, so a buffer fits 32 more
+_SMALLEST_RATIO = 2.0 ** -20  # a ratio's digit has at most 20 bits, so a buffer always fits 32 more
 
 Number = Union[float, Tensor]
 
@@ -45,69 +47,122 @@ class FixedPointRange(ValueError):
 class FixedPoint:
     """The fixed-point representation of one run of steps, and the stack of the bits its
     steps dropped (last in, first out). The engine sets :attr:`step` before each step (and
-    each inverse step), so an inverse step takes back what its own forward step pushed."""
+    each inverse step), so an inverse step takes back what its own forward step pushed.
+
+    Nothing here reads a tensor's value on the host step by step (which would stop a GPU
+    each time): the range of every value converted is gathered on the device and checked
+    once, by :meth:`verify`, at the end of a pass, and a buffer's largest entry is read
+    only when a bound kept on the host says it might soon overflow."""
 
     def __init__(self, dtype: torch.dtype):
         self.dtype = dtype
-        self.bits = 48 if dtype == torch.float64 else 32
+        if dtype == torch.float64:
+            self.carrier, self.bits, self.limit, ratio_bits = torch.int64, 48, 2.0 ** 61, 30
+        else:
+            self.carrier, self.bits, self.limit, ratio_bits = torch.float64, 32, 2.0 ** 52, 26
+        self.denominator = 2 ** ratio_bits  # the largest d of a ratio n / d
+        # the float type a carrier is read in: wide enough for its integers (float16's 65504 is not)
+        self._wide = torch.float64 if dtype == torch.float64 else torch.float32
         self.step = 0
         self.stack: list[tuple[int, Tensor]] = []
         self._ratios: dict[float, tuple[int, int]] = {}
+        self.checking = True  # whether conversions gather their range for :meth:`verify`
+        self._peaks: list[Tensor] = []  # the largest magnitude of each value converted
+        self._bound: dict[int, float] = {}  # per buffer: an upper bound of its entries
+
+    def zeros(self, shape: torch.Size, device: torch.device) -> Tensor:
+        """A carrier tensor of zeros."""
+        return torch.zeros(shape, dtype=self.carrier, device=device)
 
     def fixed(self, x: Tensor, scale: Number = 1.0) -> Tensor:
-        """round(scale x 2^bits) as int64 (computed in float64, deterministically)."""
+        """round(scale x 2^bits) on the carrier (computed in float64, deterministically)."""
         scale = scale.detach().double() if isinstance(scale, Tensor) else scale
-        y = (x.double() * scale * 2.0 ** self.bits).round()
-        self._check(y)
-        return y.long()
+        y = (x.double() * (scale * 2.0 ** self.bits)).round_()
+        if self.checking:
+            self._peaks.append(torch.linalg.vector_norm(y, float("inf")))
+        return y if self.carrier == torch.float64 else y.long()
 
     def float(self, X: Tensor) -> Tensor:
         """X 2^-bits in the state's dtype."""
-        y = X.double()
-        self._check(y)
-        return (y * 2.0 ** -self.bits).to(self.dtype)
+        y = X.to(self._wide)
+        if self.checking:
+            self._peaks.append(torch.linalg.vector_norm(y, float("inf")))
+        y = y.mul_(2.0 ** -self.bits)
+        return y if y.dtype == self.dtype else y.to(self.dtype)
 
     def times(self, X: Tensor, c: float) -> Tensor:
         """round(c X) for a float c (X itself for c = 1): an integer function of X."""
-        return X if c == 1 else (X.double() * c).round().long()
+        if c == 1:
+            return X
+        y = (X.double() * c).round_()
+        return y if self.carrier == torch.float64 else y.long()
 
-    def _check(self, y: Tensor) -> None:
-        m = float(y.abs().amax()) if y.numel() else 0.0
-        if not m < _RANGE:  # also catches nan
-            raise FixedPointRange(f"a value of magnitude {m * 2.0 ** -self.bits:.3g} is beyond the fixed-point "
-                                  f"range of exact reversal (|x| < 2^{61 - self.bits} for a {self.dtype} state)")
+    def verify(self) -> None:
+        """Raise :class:`FixedPointRange` if a value converted since the last call was too
+        large (or not finite): one read of the device, at the end of a pass. A value out of
+        range makes the pass's integers meaningless, never an error on the way."""
+        if not self._peaks:
+            return
+        m = float(torch.stack(self._peaks).amax())
+        self._peaks = []
+        if not m < self.limit:  # also catches nan
+            raise FixedPointRange(
+                f"a value of magnitude {m * 2.0 ** -self.bits:.3g} is beyond the fixed-point range of exact "
+                f"reversal (|x| < 2^{round(torch.tensor(self.limit).log2().item()) - self.bits} for a {self.dtype} "
+                "state)")
 
     def ratio(self, gamma: Number) -> tuple[int, int]:
-        """gamma as n / d, d <= 2^30: exactly for a float32 gamma >= 2^-7 and for a ratio of
-        small integers (0.9 = 9 / 10), else the nearest such fraction (within 2^-30 of it,
-        most often far closer). gamma must lie in [2^-24, 1)."""
+        """gamma as n / d with d no larger than :attr:`denominator`: exactly for a float32
+        gamma that is a multiple of 1 / denominator and for a ratio of small integers
+        (0.9 = 9 / 10), else the nearest such fraction (within 1 / denominator of it, most
+        often far closer). gamma must lie in [2^-20, 1)."""
         g = float(gamma) if not isinstance(gamma, Tensor) else float(gamma.detach())  # one number
         if g not in self._ratios:
             if not _SMALLEST_RATIO <= g < 1:
-                raise FixedPointRange(f"exact reversal multiplies by a ratio in [2^-24, 1); got {g!r}")
-            r = Fraction(g).limit_denominator(_DENOMINATOR)
+                raise FixedPointRange(f"exact reversal multiplies by a ratio in [2^-20, 1); got {g!r}")
+            r = Fraction(g).limit_denominator(self.denominator)
             self._ratios[g] = r.numerator, r.denominator
         return self._ratios[g]
 
-    def scale_down(self, V: Tensor, ratio: tuple[int, int], buffer: Tensor) -> tuple[Tensor, Tensor]:
+    def scale_down(self, V: Tensor, ratio: tuple[int, int], buffer: Tensor, slot: int = 0) -> tuple[Tensor, Tensor]:
         """(floor(V n / d), buffer with V's digit pushed): the exact multiplication by the
-        ratio (n, d); :meth:`scale_up` undoes it."""
-        W = _floor_times(V, *ratio)
-        start, count = _preimage(W, *ratio)
-        if float(buffer.amax()) * float(count.amax()) >= 2.0 ** 62:
-            self.stack.append((self.step, (buffer % _CHUNK - 2 ** 31).to(torch.int32)))
-            buffer = buffer.div(_CHUNK, rounding_mode="floor")
-        return W, buffer * count + (V - start)
+        ratio (n, d); :meth:`scale_up` undoes it. ``slot`` names the buffer when a step
+        keeps more than one.
+
+        With V = hi d + lo and lo n = q d + rem: W = hi n + q, and V's index among the
+        integers W comes from is rem div n, out of count = c + (rem mod n < e) of them
+        (d = c n + e; see :func:`_preimage`)."""
+        n, d = ratio
+        c, e = divmod(d, n)
+        hi, lo = _divmod(V, d)
+        q, rem = _divmod(lo * n, d)
+        index, b = _divmod(rem, n)
+        count = (b < e).to(V.dtype) + c
+        buffer = self._make_room(buffer, c + (e > 0), slot)
+        return hi * n + q, buffer * count + index
+
+    def _make_room(self, buffer: Tensor, most: int, slot: int) -> Tensor:
+        """The buffer, its low 32 bits pushed onto the stack if multiplying it by up to
+        ``most`` could overflow; the buffer's largest entry is read only when the bound
+        kept since the last read allows an overflow."""
+        bound = self._bound.get(slot, 0.0)
+        if (bound + 1) * most >= self.limit:
+            bound = float(buffer.amax())
+            if (bound + 1) * most >= self.limit:
+                buffer, low = _divmod(buffer, _CHUNK)
+                self.stack.append((self.step, (low - 2 ** 31).to(torch.int32)))
+                bound = bound / _CHUNK
+        self._bound[slot] = bound * most + most - 1
+        return buffer
 
     def scale_up(self, W: Tensor, ratio: tuple[int, int], buffer: Tensor) -> tuple[Tensor, Tensor]:
         """The V and buffer that :meth:`scale_down` took to (W, buffer)."""
         start, count = _preimage(W, *ratio)
-        rest = buffer.div(count, rounding_mode="floor")
-        V, buffer = start + (buffer - rest * count), rest
+        buffer, index = _divmod(buffer, count)
         chunk = self._pop()
         if chunk is not None:
-            buffer = buffer * _CHUNK + (chunk.long() + 2 ** 31)
-        return V, buffer
+            buffer = buffer * _CHUNK + (chunk.to(buffer.dtype) + 2 ** 31)
+        return start + index, buffer
 
     def _pop(self) -> Optional[Tensor]:
         if self.stack and self.stack[-1][0] == self.step:
@@ -115,21 +170,26 @@ class FixedPoint:
         return None
 
 
-def _floor_times(V: Tensor, n: int, d: int) -> Tensor:
-    """floor(V n / d) without overflow: V = hi d + lo, 0 <= lo < d."""
-    hi = V.div(d, rounding_mode="floor")
-    return hi * n + ((V - hi * d) * n).div(d, rounding_mode="floor")
+def _divmod(a: Tensor, d: Union[int, Tensor]) -> tuple[Tensor, Tensor]:
+    """(floor(a / d), a mod d) for integers a and d > 0: on int64 by integer division; on
+    float64 holding integers |a| < 2^53 as floor(fl(a / d)), which is exact: a / d falls at
+    least 1 / d short of the next integer, more than the rounding of fl, |a / d| 2^-53, can
+    make up; and a - q d is exact."""
+    if a.dtype == torch.int64:
+        return a.div(d, rounding_mode="floor"), a.remainder(d)
+    q = (a / d).floor_()
+    return q, a - q * d
 
 
 def _preimage(W: Tensor, n: int, d: int) -> tuple[Tensor, Tensor]:
     """The integers V with floor(V n / d) = W: ``count`` of them from
     start = ceil(W d / n). With W d = start n - b (0 <= b < n) and d = c n + e (0 <= e < n),
-    count = c + (e > b). W = q n + r and r d = k n + m keep every product below 2^61."""
+    count = c + (e > b). W = q n + r and r d = k n + m keep every product below the
+    carrier's limit."""
     c, e = divmod(d, n)
-    q = W.div(n, rounding_mode="floor")
-    rd = (W - q * n) * d
-    k = rd.div(n, rounding_mode="floor")
-    m = rd - k * n
-    up = m > 0
+    q, r = _divmod(W, n)
+    k, m = _divmod(r * d, n)
+    up = (m > 0).to(W.dtype)
     start = q * d + k + up
-    return start, c + (torch.where(up, n - m, 0) < e)
+    b = up * n - m  # n - m where m > 0, else 0
+    return start, (b < e).to(W.dtype) + c

@@ -107,7 +107,7 @@ class Momentum(LinearMultistep):
 
     def fixed_encode(self, dt: float, u: Tensor, past: Past, fx) -> tuple[Tensor, ...]:
         v = self._velocity(dt, u, past)
-        V = torch.zeros(u.shape, dtype=torch.long, device=u.device) if v is None else fx.fixed(v)
+        V = fx.zeros(u.shape, u.device) if v is None else fx.fixed(v)
         return fx.fixed(u), V, torch.zeros_like(V)
 
     def fixed_decode(self, dt: float, carrier: tuple[Tensor, ...], fx) -> tuple[Tensor, Past]:

@@ -121,8 +121,9 @@ class Scheme:
         raise NotImplementedError(f"{type(self).__name__} is not invertible")
 
     # -- exact reversal (``exact_reversal``): the step on a fixed-point carrier --------------
-    # A carrier is a tuple of int64 tensors, ``fx`` the FixedPoint of the run (its scale and
-    # the stack of dropped bits); the float step computed at the decoded states gives the
+    # A carrier is a tuple of integer-valued tensors (``fx.carrier``: float64 for a float32
+    # state, int64 for a float64 one), ``fx`` the FixedPoint of the run (its scale and the
+    # stack of dropped bits); the float step computed at the decoded states gives the
     # gradients.
 
     def fixed_encode(self, dt: float, u: Tensor, past: Past, fx) -> tuple[Tensor, ...]:
