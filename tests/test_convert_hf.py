@@ -11,24 +11,24 @@ transformers.logging.set_verbosity_error()
 VOCAB = 40
 
 
-def gpt2():
+def gpt2(layers: int = 2):
     torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=16, n_layer=2, n_head=2,
+    config = transformers.GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=16, n_layer=layers, n_head=2,
                                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
     return transformers.GPT2LMHeadModel(config).eval()
 
 
-def _llama_form(config_class, model_class, **extra):
+def _llama_form(config_class, model_class, layers: int = 2, **extra):
     """Rotary position embeddings and grouped-query attention (4 query heads, 2 key-value)."""
     torch.manual_seed(0)
-    config = config_class(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+    config = config_class(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=layers,
                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
                           bos_token_id=1, eos_token_id=2, pad_token_id=0, **extra)
     return model_class(config).eval()
 
 
-def llama():
-    return _llama_form(transformers.LlamaConfig, transformers.LlamaForCausalLM)
+def llama(layers: int = 2):
+    return _llama_form(transformers.LlamaConfig, transformers.LlamaForCausalLM, layers)
 
 
 def mistral():
@@ -133,11 +133,12 @@ def test_attention_weights_are_refused_clearly():
         converted(ids, attention_mask=mask, output_attentions=True)
 
 
-def test_memory_efficient_fine_tuning_gives_the_plain_gradients_dropout_included():
-    """momentum with memory_efficient=True rebuilds the states by inverting the steps (the
-    attention mask and every other block argument handed again as the steps' context) and
-    replays the dropout draws: the loss and every gradient are those of the same converted
-    model trained by plain backprop."""
+@pytest.mark.parametrize("solver", ["momentum", "revnet"])
+def test_memory_efficient_fine_tuning_gives_the_plain_gradients_dropout_included(solver):
+    """momentum and revnet with memory_efficient=True rebuild the states by inverting the
+    steps (the attention mask and every other block argument handed again as the steps'
+    context) and replay the dropout draws: the loss and every gradient are those of the
+    same converted model trained by plain backprop."""
     torch.manual_seed(0)
     config = transformers.GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=16, n_layer=3, n_head=2,
                                      resid_pdrop=0.1, attn_pdrop=0.1, embd_pdrop=0.1, bos_token_id=1,
@@ -146,7 +147,7 @@ def test_memory_efficient_fine_tuning_gives_the_plain_gradients_dropout_included
     ids, mask = padded_batch()
     results = []
     for memory_efficient in (False, True):
-        converted = odenets.convert(model, solver="momentum", memory_efficient=memory_efficient).train()
+        converted = odenets.convert(model, solver=solver, memory_efficient=memory_efficient).train()
         torch.manual_seed(5)
         loss = converted(ids, attention_mask=mask, labels=ids).loss
         loss.backward()
@@ -203,3 +204,51 @@ def test_hugging_face_vit(solver):
     torch.testing.assert_close(got.logits, want.logits, rtol=0, atol=1e-5)
     for g, w in zip(got.hidden_states, want.hidden_states, strict=True):
         torch.testing.assert_close(g, w, rtol=0, atol=1e-5)
+
+
+HEADS = {"gpt2": (gpt2, lambda m: (m.transformer.h[0], m.transformer.ln_f)),
+         "llama": (llama, lambda m: (m.model.layers[0], m.model.norm))}
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_revnet_runs_each_block_as_a_pair_from_two_copies_of_the_state(name):
+    """Under revnet a block's attention and MLP sub-steps are one step's F and G, on the
+    pair (x, x), and the stage returns the mean of the halves. On one block from (x, x):
+    X = x + A(x), Y = x + M(X), and (X + Y) / 2 = (x + block(x)) / 2 where
+    block(x) = x + A(x) + M(x + A(x)) is the original block's output: the converted model's
+    logits are the head's on the mean of the embeddings and the original block's output."""
+    build, parts = HEADS[name]
+    model = build(layers=1)
+    block, norm = parts(model)
+    seen = []
+    hook = block.register_forward_hook(lambda m, args, out: seen.append(out[0] if isinstance(out, tuple) else out))
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        embeddings = model(ids, attention_mask=mask, output_hidden_states=True).hidden_states[0]
+        hook.remove()
+        want = model.lm_head(norm((embeddings + seen[0]) / 2))
+        converted = odenets.convert(model, solver="revnet")
+        got = converted(ids, attention_mask=mask, output_hidden_states=True)
+    torch.testing.assert_close(got.logits, want, rtol=0, atol=1e-5)
+    assert len(got.hidden_states) == 2
+    torch.testing.assert_close(got.hidden_states[0], embeddings, rtol=0, atol=0)
+
+
+def test_revnet_generates_with_the_cache_as_without():
+    converted = odenets.convert(gpt2(), solver="revnet")
+    with torch.no_grad():
+        for p in converted.parameters():
+            p.mul_(3.0)  # tokens that depend on the context, not a constant argmax
+    ids, mask = padded_batch()
+    kwargs = dict(attention_mask=mask, max_new_tokens=6, do_sample=False)
+    cached = converted.generate(ids, use_cache=True, **kwargs)
+    torch.testing.assert_close(cached, converted.generate(ids, use_cache=False, **kwargs))
+    assert len(set(cached[:, 7:].flatten().tolist())) > 1
+
+
+def test_revnet_refuses_blocks_that_do_not_split_in_two():
+    with pytest.raises(ValueError, match=r"applies a norm or an activation after its additions \(post-norm\)"):
+        odenets.convert(bert(transformers.BertModel), solver="revnet")
+    torchvision = pytest.importorskip("torchvision")
+    with pytest.raises(ValueError, match=r"a torchvision.models.resnet.BasicBlock has 1 residual sub-step\(s\)"):
+        odenets.convert(torchvision.models.resnet18(), solver="revnet")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 from typing import Optional, Sequence, Union
 
+import torch
 from torch import Tensor, nn
 
 from odenets.solvers import Past, SolverSpec
 
 from ..odenet import Carry, ODENet
+from ..step import Context
 from .layer_list import LayerList, ListStage
 from .registry import DOCS, Residual, adapter_for, residuals, type_name
 from .torch_nn import Encoder
@@ -51,11 +53,30 @@ class ResidualStage(nn.Module):
         return iter((self,))
 
     def forward(self, x: Tensor, **context) -> Tensor:
+        return self.run(x, context)
+
+    def run(self, x: Tensor, context: Context, trajectory: Optional[list] = None) -> Tensor:
+        """The stage's output for ``x``, each step's output appended to ``trajectory`` if
+        given. A scheme that splits the state in two (revnet) runs on the pair (x, x),
+        ``torch.cat((x, x), 1)``, and the stage returns the mean of the two halves of its
+        last state (RevNet's and the Reformer's reading of a stack of blocks)."""
         past = self._chain.take(x) if self.net.carry_in else ()
-        u, past = self.net.integrate(Carry(x, past), context=context)
+        split = self.net.scheme is not None and self.net.scheme.splits_state
+        states = None if trajectory is None else []
+        u, past = self.net.integrate(Carry(torch.cat((x, x), 1) if split else x, past), trajectory=states,
+                                     context=context)
+        if split:
+            u = _halves_mean(u)
+        if trajectory is not None:
+            trajectory.extend(_halves_mean(s) for s in states) if split else trajectory.extend(states)
         if self.hands_on:
             self._chain.u, self._chain.past = u, past
         return u
+
+
+def _halves_mean(u: Tensor) -> Tensor:
+    a, b = u.chunk(2, dim=1)
+    return (a + b) / 2
 
 
 def convert(model: nn.Module, solver: Union[str, SolverSpec] = "lm", **options) -> nn.Module:
@@ -98,8 +119,7 @@ def convert(model: nn.Module, solver: Union[str, SolverSpec] = "lm", **options) 
         raise ValueError(f"found no residual block with an adapter in {type(model).__name__}; block types seen: "
                          f"{', '.join(_candidates(model)) or 'none'}. Register one with odenets.register_block "
                          f"(see {DOCS})")
-    plans = [(parent, name, [r for block in blocks for r in residuals(block)])
-             for parent, name, blocks in found]
+    plans = [(parent, name, _steps(blocks, spec)) for parent, name, blocks in found]
     depth = sum(len(steps) for _, _, steps in plans)
     survival = spec.survival_probabilities(depth) if spec.survival is not None else None
     chain, first = _Chain(), 0
@@ -108,8 +128,11 @@ def convert(model: nn.Module, solver: Union[str, SolverSpec] = "lm", **options) 
         first += len(steps)
         carry_in = i > 0 and _adjacent(plans[i - 1], (parent, name))
         hands_on = i + 1 < len(plans) and _adjacent((parent, name), plans[i + 1])
-        net = ODENet([r.branch for r in steps], stage_spec, shortcuts=[r.shortcut for r in steps],
-                     activation=_activation(steps, name), carry_in=carry_in, **net_options)
+        if spec.functions == 2:
+            net = ODENet([(a.branch, b.branch) for a, b in steps], stage_spec, carry_in=carry_in, **net_options)
+        else:
+            net = ODENet([r.branch for r in steps], stage_spec, shortcuts=[r.shortcut for r in steps],
+                         activation=_activation(steps, name), carry_in=carry_in, **net_options)
         old = getattr(parent, name)
         _match(net, old)
         stage = ResidualStage(net, chain, hands_on).train(old.training)
@@ -129,10 +152,31 @@ def _check_scheme(spec: SolverSpec) -> None:
     if spec.adaptive:
         raise ValueError(f"adaptive solver {spec.name!r} integrates one shared f; a converted network has a block "
                          "per step (choose a fixed-step solver)")
-    if spec.functions != 1:
+    if spec.functions not in (1, 2):
         raise ValueError(f"solver {spec.label!r} takes {spec.functions} functions per step; a converted network has "
-                         "one residual branch per step (choose a one-function scheme such as 'lm', 'euler', "
-                         "'midpoint', 'momentum')")
+                         "one residual branch per step, or two per block (choose a one-function scheme such as "
+                         "'lm', 'euler', 'midpoint', 'momentum', or a pair scheme such as 'revnet')")
+
+
+def _steps(blocks: Sequence[nn.Module], spec: SolverSpec) -> list:
+    """A stage's steps: every residual sub-step of its blocks for a one-function scheme;
+    for a pair scheme (revnet: F and G), each block's two sub-steps (a transformer
+    block's attention and MLP) as one step's two functions."""
+    if spec.functions == 1:
+        return [r for block in blocks for r in residuals(block)]
+    pairs = []
+    for block in blocks:
+        subs = list(residuals(block))
+        if len(subs) != 2 or any(r.shortcut is not None or r.activation is not None for r in subs):
+            why = (f"has {len(subs)} residual sub-step(s)" if len(subs) != 2 else
+                   "changes the state's shape" if any(r.shortcut is not None for r in subs) else
+                   "applies a norm or an activation after its additions (post-norm)")
+            raise ValueError(f"solver {spec.label!r} takes a pair of functions per step, a block's two sub-steps: a "
+                             f"{type_name(type(block))} {why}. A pair scheme converts blocks of two pre-norm "
+                             "sub-steps without a shortcut (GPT-2, Llama, ViT, a pre-norm nn.TransformerEncoder); "
+                             "for others choose a one-function scheme ('momentum' is invertible too)")
+        pairs.append(tuple(subs))
+    return pairs
 
 
 def _containers(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Module]]]:

@@ -10,7 +10,6 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from ..odenet import Carry
 from .kv_slots import CACHE_KEYS, Evaluations
 
 
@@ -51,8 +50,7 @@ class ListStage(nn.Module):
         if hidden is None:
             return self.stage(x, **context)
         states = [x]
-        net = self.stage.net
-        u = net.integrate(Carry(x), trajectory=states, context=context).u
+        u = self.stage.run(x, context, trajectory=states)
         for s in states[::self.per_block]:
             hidden(s)
         return u
