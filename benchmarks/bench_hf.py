@@ -9,9 +9,10 @@
 2. Training memory: the bytes autograd saves for the backward pass (every tensor a
    saved-tensor hook sees, each storage counted once; parameters excluded) in one
    forward pass with a loss, for a small GPT-2 (width 128, 4 heads, 8 sequences of 128
-   tokens) of each depth: the plain model, the converted momentum model, and the same
-   with memory_efficient=True; and the time of a training step (forward + backward) of
-   memory_efficient=True over the plain model's.
+   tokens) of each depth: the plain model, the model converted under momentum and under
+   revnet (each block's attention and MLP one step's pair), each also with
+   memory_efficient=True; and the time of a training step (forward + backward) of each
+   memory_efficient=True model over the plain model's.
 """
 from __future__ import annotations
 
@@ -83,23 +84,28 @@ def saved_bytes(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -
 
 def training_memory(depths: list[int], repeats: int) -> None:
     ids, mask = batch(8, 128)
-    print("saved activations (MB) for one training step, small GPT-2 (width 128, 8 x 128 tokens):")
-    print(f"{'layers':>6} {'plain':>8} {'momentum':>9} {'momentum, memory_efficient':>27} {'time memory_efficient / plain':>30}")
+    contenders = {"plain": None, "momentum": ("momentum", False), "momentum, memory_efficient": ("momentum", True),
+                  "revnet": ("revnet", False), "revnet, memory_efficient": ("revnet", True)}
+    print("saved activations (MB) for one training step, small GPT-2 (width 128, 8 x 128 tokens), and the time of a "
+          "training step over the plain model's:")
+    print(f"{'layers':>6} " + " ".join(f"{name:>26}" for name in contenders)
+          + f" {'time momentum, m_e / plain':>27} {'time revnet, m_e / plain':>25}")
     for depth in depths:
         torch.manual_seed(0)
         model = gpt2(depth, 128).train()
-        momentum = odenets.convert(model, "momentum").train()
-        efficient = odenets.convert(model, "momentum", memory_efficient=True).train()
-        mb = [saved_bytes(m, ids, mask) / 2 ** 20 for m in (model, momentum, efficient)]
+        models = {name: model if how is None else odenets.convert(model, how[0], memory_efficient=how[1]).train()
+                  for name, how in contenders.items()}
+        mb = [saved_bytes(m, ids, mask) / 2 ** 20 for m in models.values()]
 
         def step(m):
             def call() -> None:
                 m.zero_grad(set_to_none=True)
                 m(ids, attention_mask=mask, labels=ids, use_cache=False).loss.backward()
             return call
-        seconds = interleaved({"plain": step(model), "efficient": step(efficient)}, repeats, warmup=1)
-        print(f"{depth:>6} {mb[0]:>8.1f} {mb[1]:>9.1f} {mb[2]:>27.1f} "
-              f"{seconds['efficient'] / seconds['plain']:>30.2f}")
+        timed = ("plain", "momentum, memory_efficient", "revnet, memory_efficient")
+        seconds = interleaved({name: step(models[name]) for name in timed}, repeats, warmup=1)
+        print(f"{depth:>6} " + " ".join(f"{x:>26.1f}" for x in mb)
+              + f" {seconds[timed[1]] / seconds['plain']:>27.2f} {seconds[timed[2]] / seconds['plain']:>25.2f}")
 
 
 def main() -> None:
