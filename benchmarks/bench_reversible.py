@@ -1,7 +1,8 @@
 """What memory-free training with exact reversal costs: memory and time.
 
-Momentum and RevNet networks of MLP blocks (momentum: 32-64-32 per step; revnet: F and G
-16-32-16 on the two halves of a 32-wide state), batch ``--batch``, float32, one thread.
+Momentum and RevNet networks of MLP blocks on a state ``--width`` wide (default 32;
+momentum: 32-64-32 per step; revnet: F and G 16-32-16 on the two halves of the state),
+batch ``--batch``, float32, one thread.
 
 - Memory: the bytes of the tensors autograd saves in the forward pass (counted with
   saved_tensors_hooks) at each depth, for plain backprop, ``memory_efficient=True`` and,
@@ -15,6 +16,7 @@ Momentum and RevNet networks of MLP blocks (momentum: 32-64-32 per step; revnet:
 
     python benchmarks/bench_reversible.py
     python benchmarks/bench_reversible.py --depths 10,100,1000 --time-depth 100 --repeats 20
+    python benchmarks/bench_reversible.py --width 512 --batch 256 --depths 10,100 --repeats 10
 """
 from __future__ import annotations
 
@@ -36,12 +38,12 @@ def mlp(d: int, hidden: int) -> nn.Module:
     return nn.Sequential(nn.Linear(d, hidden), nn.Tanh(), nn.Linear(hidden, d))
 
 
-def contenders(solver: str, depth: int, gamma: float) -> dict[str, nn.Module]:
+def contenders(solver: str, depth: int, gamma: float, width: int = 32) -> dict[str, nn.Module]:
     torch.manual_seed(0)
     if solver == "revnet":
-        pairs = [(mlp(16, 32), mlp(16, 32)) for _ in range(depth)]
+        pairs = [(mlp(width // 2, width), mlp(width // 2, width)) for _ in range(depth)]
         return {"plain": ODENet(pairs, "revnet"), "memory_efficient": ODENet(pairs, "revnet", memory_efficient=True)}
-    fs = [mlp(32, 64) for _ in range(depth)]
+    fs = [mlp(width, 2 * width) for _ in range(depth)]
     return {"plain": ODENet(fs, "momentum", gamma=gamma),
             "memory_efficient": ODENet(fs, "momentum", gamma=gamma, memory_efficient=True),
             "momentumnet saving": MomentumNet(fs, gamma=gamma, use_backprop=False)}
@@ -74,6 +76,7 @@ def main(argv=None) -> None:
     p.add_argument("--depths", default="10,100,1000")
     p.add_argument("--gammas", default="0.2,0.5,0.9,0.99")
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--width", type=int, default=32)
     p.add_argument("--time-depth", type=int, default=100)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
@@ -81,16 +84,16 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     depths = [int(d) for d in args.depths.split(",")]
     gammas = [float(g) for g in args.gammas.split(",")]
-    x = torch.randn(args.batch, 32)
+    x = torch.randn(args.batch, args.width)
     numbers = x.numel()
-    print(f"saved tensors (KB), batch {args.batch}, state 32 wide, float32 ({numbers * 4 / 1e3:.1f} KB a state)")
+    print(f"saved tensors (KB), batch {args.batch}, state {args.width} wide, float32 ({numbers * 4 / 1e3:.1f} KB a state)")
     print(f"{'net':>16} {'contender':>20} " + " ".join(f"{'depth ' + str(d):>11}" for d in depths)
           + f" {'bits/number/step':>17} {'log2(1/gamma)':>14}")
     for solver, gamma in [("revnet", 0.0)] + [("momentum", g) for g in gammas]:
         label = solver if solver == "revnet" else f"momentum {gamma:g}"
         sizes: dict[str, list[int]] = {}
         for depth in depths:
-            for name, net in contenders(solver, depth, gamma).items():
+            for name, net in contenders(solver, depth, gamma, args.width).items():
                 sizes.setdefault(name, []).append(saved_bytes(net, x))
         for name, ks in sizes.items():
             growth = (ks[-1] - ks[0]) * 8 / numbers / (depths[-1] - depths[0])
@@ -102,7 +105,7 @@ def main(argv=None) -> None:
     print(f"{'net':>16} {'contender':>20} {'ms':>8} {'/ plain':>8} {'/ momentumnet saving':>21}")
     for solver, gamma in [("revnet", 0.0), ("momentum", 0.9)]:
         label = solver if solver == "revnet" else f"momentum {gamma:g}"
-        runs = {name: train_step(net, x) for name, net in contenders(solver, args.time_depth, gamma).items()}
+        runs = {name: train_step(net, x) for name, net in contenders(solver, args.time_depth, gamma, args.width).items()}
         for run in runs.values():
             run()
         times: dict[str, list[float]] = {name: [] for name in runs}
