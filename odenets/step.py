@@ -198,8 +198,10 @@ class Step(nn.Module):
         scheme = self.scheme if self.training else self.eval_scheme
         f = self._bound(context)
         if self.shortcut is None:
-            params = {k: getattr(self.coefs, k) for k in self._names}
-            out, record = scheme.step(f, self.t, self.dt, u, past, **params)
+            if self._names:
+                out, record = scheme.step(f, self.t, self.dt, u, past, **{k: getattr(self.coefs, k) for k in self._names})
+            else:
+                out, record = scheme.step(f, self.t, self.dt, u, past)
         else:  # the older states later steps still read cross into the new shape
             past = tuple(Record(self.shortcut(r.u)) for r in past[:max(scheme.history - 1, 0)])
             pu = self.shortcut(u)
