@@ -58,11 +58,26 @@ def test_a_first_step_slower_than_the_plans_deadline_still_gets_a_plan_in_time(t
 
 
 def test_slow_steps_give_the_plan_from_the_steps_done_then_refine_it(tmp_path, capsys, monkeypatch, short_clock):
-    slow_steps(monkeypatch, lambda i: 0.4)
+    said = []  # (steps done, seconds since the timer started, when it started) at each plan line
+    real = plan_timer.PlanTimer._say
+
+    def say(self):
+        said.append((self.count, time.perf_counter() - self.started, self.started))
+        real(self)
+
+    monkeypatch.setattr(plan_timer.PlanTimer, "_say", say)
+    done = slow_steps(monkeypatch, lambda i: 0.4)
     lines = run(tmp_path, capsys)
-    # 1.0 s passed at the 3rd step: the plan from the 2 steps timed after the first, 8 steps an epoch
-    assert "8 steps per epoch" in lines[0] and "(from 2 timed steps)" in lines[0]
+    # the line comes at the first step that ends EARLY (1 s) or more after the start: with 0.4 s
+    # a step, the 2nd or the 3rd (the 1st too on a CPU so busy that its real work took 0.6 s)
+    count, at, started = said[0]
+    assert 1 <= count <= 3 and at >= plan_timer.EARLY
+    if count > 1:
+        assert done[count - 2] - started < plan_timer.EARLY  # not a step earlier
+    basis = "(from the first step, warm-up included)" if count == 1 else f"(from {count - 1} timed step"
+    assert "8 steps per epoch" in lines[0] and basis in lines[0]
     assert "for the run's 2 epochs" in lines[0]
+    assert lines[1].startswith("plan, refined: about") and "(from 5 timed steps)" in lines[1]
     per_epoch = float(lines[1].split("about ")[1].split(" s per epoch")[0])
     assert 8 * 0.4 <= per_epoch <= 8 * 0.4 * 3  # the sleeps, and the steps' own time on a busy CPU
     # every epoch line says what is left: the mean epoch so far, times the epochs left
