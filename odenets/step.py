@@ -194,14 +194,15 @@ class Step(nn.Module):
     def _from_flat(self, u: Tensor, *flat: Optional[Tensor], **context) -> tuple[Tensor, Past]:
         return self._advance(u, tuple(Record(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)), context)
 
+    def _coefficients(self) -> dict[str, Tensor]:
+        """The step's trained coefficients by name, as its scheme takes them (e.g. LM's k)."""
+        return {k: getattr(self.coefs, k) for k in self._names} if self._names else {}
+
     def _advance(self, u: Tensor, past: Past, context: Context) -> tuple[Tensor, Past]:
         scheme = self.scheme if self.training else self.eval_scheme
         f = self._bound(context)
         if self.shortcut is None:
-            if self._names:
-                out, record = scheme.step(f, self.t, self.dt, u, past, **{k: getattr(self.coefs, k) for k in self._names})
-            else:
-                out, record = scheme.step(f, self.t, self.dt, u, past)
+            out, record = scheme.step(f, self.t, self.dt, u, past, **self._coefficients())
         else:  # the older states later steps still read cross into the new shape
             past = tuple(Record(self.shortcut(r.u)) for r in past[:max(scheme.history - 1, 0)])
             pu = self.shortcut(u)
@@ -222,9 +223,8 @@ class Step(nn.Module):
                    context: Optional[Context] = None) -> tuple[Tensor, ...]:
         """The step, or its inverse, on a fixed-point carrier (a scheme that declares
         ``exact_reversal``; :mod:`odenets.solvers.fixed_point`): what the reversible engine runs."""
-        params = {k: getattr(self.coefs, k) for k in self._names}
         run = self.scheme.fixed_inverse if inverse else self.scheme.fixed_step
-        return run(self._bound(context), self.t, self.dt, carrier, fx, **params)
+        return run(self._bound(context), self.t, self.dt, carrier, fx, **self._coefficients())
 
     def inverse(self, u: Tensor, past: Past = (), context: Optional[Context] = None) -> tuple[Tensor, Past]:
         """(u_n, past_n) from this step's output u_{n+1} and the history it left, for an
@@ -236,5 +236,4 @@ class Step(nn.Module):
                    "it changes the state's shape" if self.shortcut is not None else "it has an activation")
             raise ValueError(f"step {self.n} cannot be inverted: {why} (inverse() needs an invertible scheme such "
                              "as 'revnet', without noise, shortcut or activation)")
-        params = {k: getattr(self.coefs, k) for k in self._names}
-        return self.scheme.inverse(self._bound(context), self.t, self.dt, u, past, **params)
+        return self.scheme.inverse(self._bound(context), self.t, self.dt, u, past, **self._coefficients())

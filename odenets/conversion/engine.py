@@ -68,7 +68,7 @@ class ResidualStage(nn.Module):
         if split:
             u = _halves_mean(u)
         if trajectory is not None:
-            trajectory.extend(_halves_mean(s) for s in states) if split else trajectory.extend(states)
+            trajectory.extend(map(_halves_mean, states) if split else states)
         if self.hands_on:
             self._chain.u, self._chain.past = u, past
         return u
