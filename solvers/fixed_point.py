@@ -77,18 +77,21 @@ class FixedPoint:
     def fixed(self, x: Tensor, scale: Number = 1.0) -> Tensor:
         """round(scale x 2^bits) on the carrier (computed in float64, deterministically)."""
         scale = scale.detach().double() if isinstance(scale, Tensor) else scale
-        y = (x.double() * (scale * 2.0 ** self.bits)).round_()
-        if self.checking:
-            self._peaks.append(torch.linalg.vector_norm(y, float("inf")))
+        y = x.to(torch.float64, copy=True).mul_(scale * 2.0 ** self.bits).round_()
+        self._check(y)
         return y if self.carrier == torch.float64 else y.long()
 
     def float(self, X: Tensor) -> Tensor:
         """X 2^-bits in the state's dtype."""
         y = X.to(self._wide)
-        if self.checking:
-            self._peaks.append(torch.linalg.vector_norm(y, float("inf")))
+        self._check(y)
         y = y.mul_(2.0 ** -self.bits)
         return y if y.dtype == self.dtype else y.to(self.dtype)
+
+    def _check(self, y: Tensor) -> None:
+        """Gather y's range for :meth:`verify` (one pass, no read of the device)."""
+        if self.checking:
+            self._peaks.extend(torch.aminmax(y))
 
     def times(self, X: Tensor, c: float) -> Tensor:
         """round(c X) for a float c (X itself for c = 1): an integer function of X."""
@@ -103,7 +106,7 @@ class FixedPoint:
         range makes the pass's integers meaningless, never an error on the way."""
         if not self._peaks:
             return
-        m = float(torch.stack(self._peaks).amax())
+        m = float(torch.stack(self._peaks).abs().amax())
         self._peaks = []
         if not m < self.limit:  # also catches nan
             raise FixedPointRange(
@@ -135,11 +138,11 @@ class FixedPoint:
         n, d = ratio
         c, e = divmod(d, n)
         hi, lo = _divmod(V, d)
-        q, rem = _divmod(lo * n, d)
-        index, b = _divmod(rem, n)
-        count = (b < e).to(V.dtype) + c
+        q, rem = _divmod(lo.mul_(n), d, inplace=True)
+        index, b = _divmod(rem, n, inplace=True)
+        count = _below(b, e).add_(c)
         buffer = self._make_room(buffer, c + (e > 0), slot)
-        return hi * n + q, buffer * count + index
+        return q.add_(hi, alpha=n), torch.addcmul(index, buffer, count)
 
     def _make_room(self, buffer: Tensor, most: int, slot: int) -> Tensor:
         """The buffer, its low 32 bits pushed onto the stack if multiplying it by up to
@@ -161,8 +164,8 @@ class FixedPoint:
         buffer, index = _divmod(buffer, count)
         chunk = self._pop()
         if chunk is not None:
-            buffer = buffer * _CHUNK + (chunk.to(buffer.dtype) + 2 ** 31)
-        return start + index, buffer
+            buffer = buffer.mul_(_CHUNK).add_(chunk.to(buffer.dtype)).add_(2 ** 31)
+        return start.add_(index), buffer
 
     def _pop(self) -> Optional[Tensor]:
         if self.stack and self.stack[-1][0] == self.step:
@@ -170,15 +173,22 @@ class FixedPoint:
         return None
 
 
-def _divmod(a: Tensor, d: Union[int, Tensor]) -> tuple[Tensor, Tensor]:
-    """(floor(a / d), a mod d) for integers a and d > 0: on int64 by integer division; on
-    float64 holding integers |a| < 2^53 as floor(fl(a / d)), which is exact: a / d falls at
-    least 1 / d short of the next integer, more than the rounding of fl, |a / d| 2^-53, can
-    make up; and a - q d is exact."""
-    if a.dtype == torch.int64:
-        return a.div(d, rounding_mode="floor"), a.remainder(d)
-    q = (a / d).floor_()
-    return q, a - q * d
+def _divmod(a: Tensor, d: Union[int, Tensor], inplace: bool = False) -> tuple[Tensor, Tensor]:
+    """(floor(a / d), a mod d) for integers a and d > 0 (the remainder written into a
+    when ``inplace``): on int64 by integer division; on float64 holding integers
+    |a| < 2^53 as floor(fl(a / d)), which is exact: a / d falls at least 1 / d short of the
+    next integer, more than the rounding of fl, |a / d| 2^-53, can make up; and a - q d is
+    exact."""
+    q = a.div(d, rounding_mode="floor") if a.dtype == torch.int64 else (a / d).floor_()
+    if isinstance(d, Tensor):
+        return q, torch.addcmul(a, q, d, value=-1, out=a if inplace else None)
+    return q, a.sub_(q, alpha=d) if inplace else torch.sub(a, q, alpha=d)
+
+
+def _below(b: Tensor, e: int) -> Tensor:
+    """1 where the integer b < e, else 0, in b's dtype, written into b (an indicator in
+    arithmetic: a comparison's boolean costs more than the clamp)."""
+    return b.neg_().add_(e).clamp_(0, 1)
 
 
 def _preimage(W: Tensor, n: int, d: int) -> tuple[Tensor, Tensor]:
@@ -188,8 +198,8 @@ def _preimage(W: Tensor, n: int, d: int) -> tuple[Tensor, Tensor]:
     carrier's limit."""
     c, e = divmod(d, n)
     q, r = _divmod(W, n)
-    k, m = _divmod(r * d, n)
-    up = (m > 0).to(W.dtype)
-    start = q * d + k + up
-    b = up * n - m  # n - m where m > 0, else 0
-    return start, (b < e).to(W.dtype) + c
+    k, m = _divmod(r.mul_(d), n, inplace=True)
+    up = m.clamp(max=1)  # m > 0
+    start = q.mul_(d).add_(k).add_(up)
+    b = m.neg_().add_(up, alpha=n)  # n - m where m > 0, else 0
+    return start, _below(b, e).add_(c)

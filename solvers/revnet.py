@@ -44,25 +44,25 @@ class RevNet(Scheme):
         x = x.sub(F(t, y), alpha=dt)
         return torch.cat((x, y), dim=1), ()
 
+    # on a fixed-point carrier (X, Y): the two halves, each stepped without a concatenation
+
     def fixed_encode(self, dt: float, u: Tensor, past: Past, fx) -> tuple[Tensor, ...]:
-        return (fx.fixed(u),)
+        return tuple(fx.fixed(half) for half in u.chunk(2, dim=1))
 
     def fixed_decode(self, dt: float, carrier: tuple[Tensor, ...], fx) -> tuple[Tensor, Past]:
-        return fx.float(carrier[0]), ()
+        return torch.cat([fx.float(half) for half in carrier], dim=1), ()
 
     def fixed_step(self, f, t: float, dt: float, carrier: tuple[Tensor, ...], fx, **params: Tensor):
         F, G = f
-        X, Y = carrier[0].chunk(2, dim=1)
-        X = X + fx.fixed(F(t, fx.float(Y)), dt)
-        Y = Y + fx.fixed(G(t, fx.float(X)), dt)
-        return (torch.cat((X, Y), dim=1),)
+        X, Y = carrier
+        X = fx.fixed(F(t, fx.float(Y)), dt).add_(X)
+        return X, fx.fixed(G(t, fx.float(X)), dt).add_(Y)
 
     def fixed_inverse(self, f, t: float, dt: float, carrier: tuple[Tensor, ...], fx, **params: Tensor):
         F, G = f
-        X, Y = carrier[0].chunk(2, dim=1)
-        Y = Y - fx.fixed(G(t, fx.float(X)), dt)
-        X = X - fx.fixed(F(t, fx.float(Y)), dt)
-        return (torch.cat((X, Y), dim=1),)
+        X, Y = carrier
+        Y = fx.fixed(G(t, fx.float(X)), dt).neg_().add_(Y)
+        return fx.fixed(F(t, fx.float(Y)), dt).neg_().add_(X), Y
 
     def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor) -> tuple[Tensor, Record]:
         """A shape-changing step on each half: X' = P(X) + dt F(Y), Y' = P(Y) + dt G(X'),
