@@ -28,6 +28,7 @@ range raises :class:`FixedPointRange` at the end of the pass (:meth:`FixedPoint.
 """
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Optional, Union
 
@@ -92,6 +93,18 @@ class FixedPoint:
         """Gather y's range for :meth:`verify` (one pass, no read of the device)."""
         if self.checking:
             self._peaks.extend(torch.aminmax(y))
+
+    def add(self, X: Tensor, x: Tensor, scale: Number = 1.0, sign: int = 1) -> Tensor:
+        """X + sign round(scale x 2^bits): a carrier moved by a float value, the step's
+        exact addition (sign -1 undoes it, given the same x)."""
+        s = scale * 2.0 ** self.bits
+        if self.carrier == torch.float64 and isinstance(s, float) and math.frexp(s)[0] == 0.5:
+            # a power of two: x s and its rounding are exact in float32, half the bytes of float64
+            y = x.mul(s) if x.dtype == torch.float32 else x.float().mul_(s)
+            self._check(y.round_())
+        else:
+            y = self.fixed(x, scale)
+        return X + y if sign > 0 else X - y
 
     def times(self, X: Tensor, c: float) -> Tensor:
         """round(c X) for a float c (X itself for c = 1): an integer function of X."""
@@ -192,14 +205,19 @@ def _below(b: Tensor, e: int) -> Tensor:
 
 
 def _preimage(W: Tensor, n: int, d: int) -> tuple[Tensor, Tensor]:
-    """The integers V with floor(V n / d) = W: ``count`` of them from
-    start = ceil(W d / n). With W d = start n - b (0 <= b < n) and d = c n + e (0 <= e < n),
-    count = c + (e > b). W = q n + r and r d = k n + m keep every product below the
-    carrier's limit."""
-    c, e = divmod(d, n)
+    """The integers V with floor(V n / d) = W: ``count`` of them from start = s(W), where
+    s(W) = ceil(W d / n) (the preimage is [s(W), s(W + 1))). With W = q n + r (0 <= r < n),
+    s(W) = q d + s(r), so every product stays below n d."""
     q, r = _divmod(W, n)
-    k, m = _divmod(r.mul_(d), n, inplace=True)
-    up = m.clamp(max=1)  # m > 0
-    start = q.mul_(d).add_(k).add_(up)
-    b = m.neg_().add_(up, alpha=n)  # n - m where m > 0, else 0
-    return start, _below(b, e).add_(c)
+    rd = r.mul_(d)
+    s = _ceil_div(rd, n)
+    count = _ceil_div(rd.add_(d), n).sub_(s)
+    return q.mul_(d).add_(s), count
+
+
+def _ceil_div(a: Tensor, n: int) -> Tensor:
+    """ceil(a / n) for integers 0 <= a < 2^53 and n > 0; on float64 as ceil(fl(a / n)), exact
+    as :func:`_divmod`'s floor is."""
+    if a.dtype == torch.int64:
+        return a.neg().div_(n, rounding_mode="floor").neg_()
+    return (a / n).ceil_()

@@ -55,14 +55,14 @@ class RevNet(Scheme):
     def fixed_step(self, f, t: float, dt: float, carrier: tuple[Tensor, ...], fx, **params: Tensor):
         F, G = f
         X, Y = carrier
-        X = fx.fixed(F(t, fx.float(Y)), dt).add_(X)
-        return X, fx.fixed(G(t, fx.float(X)), dt).add_(Y)
+        X = fx.add(X, F(t, fx.float(Y)), dt)
+        return X, fx.add(Y, G(t, fx.float(X)), dt)
 
     def fixed_inverse(self, f, t: float, dt: float, carrier: tuple[Tensor, ...], fx, **params: Tensor):
         F, G = f
         X, Y = carrier
-        Y = fx.fixed(G(t, fx.float(X)), dt).neg_().add_(Y)
-        return fx.fixed(F(t, fx.float(Y)), dt).neg_().add_(X), Y
+        Y = fx.add(Y, G(t, fx.float(X)), dt, sign=-1)
+        return fx.add(X, F(t, fx.float(Y)), dt, sign=-1), Y
 
     def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor) -> tuple[Tensor, Record]:
         """A shape-changing step on each half: X' = P(X) + dt F(Y), Y' = P(Y) + dt G(X'),

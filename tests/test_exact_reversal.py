@@ -290,3 +290,21 @@ def test_the_ratio_is_exact_for_float32_gammas_and_small_fractions():
             W, B = fx.scale_down(V, (n, d), fx.zeros(V.shape, V.device))
             assert torch.equal(W.long(), torch.tensor([v * n // d for v in V.long().tolist()]))  # Python's floor
             assert torch.equal(fx.scale_up(W, (n, d), B)[0], V)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_the_carrier_moves_by_the_rounded_value_whatever_the_precision_it_is_rounded_in(dtype):
+    """FixedPoint.add rounds x 2^bits in float32 when the scale is a power of two; the
+    integers must be those of the float64 rounding (an independent computation here)."""
+    fx = FixedPoint(dtype)
+    torch.manual_seed(0)
+    x = (torch.randn(4000, dtype=torch.float64) * torch.logspace(-12, 3, 4000, dtype=torch.float64)).to(dtype)
+    X = fx.fixed(torch.randn(4000, dtype=dtype))
+    for scale in (1.0, 0.5, 2.0, 0.1, 0.75):
+        truth = torch.tensor([round(v * scale * 2 ** fx.bits) for v in x.double().tolist()], dtype=torch.float64)
+        assert torch.equal(fx.add(X, x, scale).double(), X.double() + truth)
+        assert torch.equal(fx.add(X, x, scale, sign=-1).double(), X.double() - truth)
+    fx.verify()
+    fx.add(X, torch.full((4000,), 2.0 ** 14, dtype=dtype), 64.0)  # beyond 2^20 (2^13 for float64): refused
+    with pytest.raises(FixedPointRange):
+        fx.verify()
