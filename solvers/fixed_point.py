@@ -98,8 +98,9 @@ class FixedPoint:
         """X + sign round(scale x 2^bits): a carrier moved by a float value, the step's
         exact addition (sign -1 undoes it, given the same x)."""
         s = scale * 2.0 ** self.bits
-        if self.carrier == torch.float64 and isinstance(s, float) and math.frexp(s)[0] == 0.5:
-            # a power of two: x s and its rounding are exact in float32, half the bytes of float64
+        power_of_two = isinstance(s, float) and math.frexp(s)[0] == 0.5
+        if power_of_two and x.dtype != torch.float64 and self.carrier == torch.float64:
+            # x s and its rounding are exact in float32, half the bytes of float64
             y = x.mul(s) if x.dtype == torch.float32 else x.float().mul_(s)
             self._check(y.round_())
         else:
