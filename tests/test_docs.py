@@ -59,6 +59,18 @@ def test_code_fences_close_and_tables_hold_together(page: Path) -> None:
     assert not re.search(r"^\|.*\|\n\n\|.*\|$", outside, re.M), f"{page.relative_to(ROOT)}: a blank line splits a table"
 
 
+@pytest.mark.parametrize("page", MARKDOWN, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_placeholder_is_left_in_the_prose(page: Path) -> None:
+    """A draft's stand-in for a table or figure yet to be measured (a line that is one
+    upper-case name, such as FLOAT32_TABLE, or a TODO) must not outlive the draft."""
+    lines = page.read_text().splitlines()
+    fences = [i + 1 for i, line in enumerate(lines) if line.startswith("```")]
+    left = [f"line {i + 1}: {line}" for i, line in enumerate(lines)
+            if not _in_fence(i, fences) and (re.fullmatch(r"[A-Z][A-Z0-9]*_[A-Z0-9_]+", line.strip())
+                                             or re.search(r"\bTODO\b|\bTBD\b|\bXXX\b", line))]
+    assert not left, f"{page.relative_to(ROOT)}: placeholders left in: {left}"
+
+
 def _in_fence(i: int, fences: list[int]) -> bool:
     return sum(f <= i for f in fences) % 2 == 1
 
