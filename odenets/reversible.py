@@ -146,6 +146,7 @@ class _Exact:
         out = self.scheme.fixed_decode(self.dt, self.carrier, self.fx)
         self.fx.verify()
         self.fx.checking = False  # the backward pass converts the very values this pass checked
+        self.fx.remembering = True  # and decodes the states its inverse steps evaluated f at
         return out
 
     def pack(self) -> list[Tensor]:
@@ -275,7 +276,8 @@ class _Reversible(torch.autograd.Function):
                     again = draws.replay()
                 past = past[:length]
                 with torch.enable_grad(), step.around_each_call(again):
-                    x = u.detach().requires_grad_(True)
+                    x = made.leaf_at(u) if ctx.rebuild.exact else None
+                    x = u.detach().requires_grad_(True) if x is None else x
                     inputs, template = _flatten(past)
                     inputs = [t.detach().requires_grad_(True) for t in inputs]
                     out, out_past = step.advance(x, _unflatten(inputs, template), context)
@@ -348,6 +350,16 @@ class _Made:
         self.made[i].append((leaf, out))
         return out.detach()
 
+    def leaf_at(self, u: Tensor) -> Optional[Tensor]:
+        """The leaf an evaluation was made at, if it is u itself (the same memory: the
+        inverse evaluated f at the very state it rebuilt, as momentum's does). The
+        recomputation then starts from that leaf, and the evaluation's graph is part of its
+        own: one autograd call differentiates the step, with no nested one for f."""
+        for leaf, _ in (pair for pairs in self.made.values() for pair in pairs):
+            if (leaf.data_ptr(), leaf.shape, leaf.stride(), leaf.dtype) == (u.data_ptr(), u.shape, u.stride(), u.dtype):
+                return leaf
+        return None
+
     def reuse(self, i: int, call: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
         k = self.used[i]
         self.used[i] += 1
@@ -356,6 +368,8 @@ class _Made:
                                f"{i} {len(self.made[i])} time(s), its step more: an exact inverse evaluates each "
                                "function at the points its step did, in the same order")
         leaf, out = self.made[i][k]
+        if x is leaf:  # made at the recomputation's own input: its graph is the recomputation's
+            return out
         if not out.requires_grad:  # f ignored its input and has no trained weights: a constant
             return out.detach()
         return _Reused.apply((leaf, out, self.targets), x, *self.targets)
