@@ -13,6 +13,7 @@ from odes import registered, saved_bytes
 from torch import Tensor, nn
 
 from odenets import ODENet, solvers
+from odenets import reversible
 from odenets.reversible import ReversalDrift, drift_tolerance
 from odenets.solvers.fixed_point import FixedPoint, FixedPointRange
 
@@ -212,6 +213,24 @@ def test_a_users_exact_scheme_is_rebuilt_bit_for_bit():
         seen = [m for m in net.modules() if isinstance(m, Seen)]
         for m in seen:  # the forward pass and the inverse; the recomputation reuses the inverse's evaluation
             assert len(m.inputs) == 2 and torch.equal(m.inputs[1], m.inputs[0])
+
+
+@pytest.mark.parametrize("solver, nested", [("momentum", 0), ("revnet", 2)])
+def test_an_evaluation_at_the_rebuilt_state_itself_needs_no_nested_autograd_call(monkeypatch, solver, nested):
+    """Momentum's inverse evaluates f at the very state the recomputation starts from: the
+    step is differentiated through that evaluation's graph, with no nested call; revnet's G
+    reads an intermediate, so each of its two evaluations bridges in with one."""
+    original = reversible._Reused.apply
+    calls = []
+    monkeypatch.setattr(reversible._Reused, "apply", staticmethod(lambda *a: calls.append(1) or original(*a)))
+    torch.manual_seed(0)
+    fs = [(mlp(4, 8), mlp(4, 8)) if solver == "revnet" else mlp(8, 16) for _ in range(5)]
+    net, plain = (ODENet(fs, solver, memory_efficient=m) for m in (True, False))
+    x = torch.randn(3, 8, requires_grad=True)
+    got = torch.autograd.grad(net(x).square().sum(), [x, *net.parameters()])
+    truth = torch.autograd.grad(plain(x).square().sum(), [x, *plain.parameters()])
+    assert len(calls) == nested * 5
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(got, truth))
 
 
 class Skipping(solvers.RevNet):
