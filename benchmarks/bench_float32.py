@@ -110,8 +110,9 @@ def main(argv=None) -> None:
                     print(f"{name:>15} {dt:4g} {depth:6d} failed: {type(e).__name__}: {str(e)[:80]}", flush=True)
                     continue
                 ro, rg = out / euler[0], grad / euler[1]
-                mark = (" !" if max(ro, rg) > 3 else "") + (f" (f evaluated {calls[0]} / {calls[1]} times in float64 / "
-                                                             "float32)" if calls else "")
+                mark = " !" if max(ro, rg) > 3 else ""
+                if calls:
+                    mark += f" (f evaluated {calls[0]} / {calls[1]} times in float64 / float32)"
                 print(f"{name:>15} {dt:4g} {depth:6d} {out:9.2e} {grad:9.2e} {ro:10.2f} {rg:11.2f}"
                       f" {out_sens:9.2e} {grad_sens:9.2e} {time.process_time() - start:6.1f}{mark}", flush=True)
 

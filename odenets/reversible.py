@@ -51,7 +51,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from odenets.solvers import Past, Record
 from odenets.solvers.fixed_point import FixedPoint
 
-from .step import Context, Step
+from .step import Context, Hook, Step
 
 RandomState = tuple[Tensor, Optional[Tensor]]
 """torch's CPU generator state, and the CUDA generator's of one device (None on the CPU)."""
@@ -313,7 +313,7 @@ class _Draws:
         self.calls.append((self, i, len(self.states[i]) - 1))
         return call(x)
 
-    def replay(self) -> Callable[[int, Callable[[Tensor], Tensor], Tensor], Tensor]:
+    def replay(self) -> Hook:
         """A hook that evaluates the k-th evaluation of function i under the state the
         forward pass's k-th evaluation of it started from (revnet's inverse evaluates G first)."""
         seen: Counter[int] = Counter()
@@ -339,7 +339,7 @@ class _Made:
     k-th: the gradients are the functions' at the forward pass's own points, and each
     function is evaluated once in the backward pass instead of twice."""
 
-    def __init__(self, replay: Callable, targets: Sequence[Tensor], step: Step):
+    def __init__(self, replay: Hook, targets: Sequence[Tensor], step: Step):
         self.replay, self.targets, self.step = replay, list(targets), step
         self.made: defaultdict[int, list[tuple[Tensor, Tensor]]] = defaultdict(list)
         self.used: Counter[int] = Counter()

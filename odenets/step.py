@@ -21,6 +21,9 @@ mask, a conditioning vector): ``net(u, **context)``."""
 Around = Callable[[Callable[[Tensor], Tensor], Tensor], Tensor]
 """What stands around an evaluation of a field: ``around(call, x)``, ``call`` evaluating it."""
 
+Hook = Callable[[int, Callable[[Tensor], Tensor], Tensor], Tensor]
+"""What stands around every evaluation of a step's functions: ``hook(i, call, x)`` for function i."""
+
 
 def keywords(module: nn.Module, timed: bool) -> Optional[frozenset[str]]:
     """The keyword arguments ``module`` takes besides the time and the state (None: any,
@@ -139,7 +142,7 @@ class Step(nn.Module):
         return self._f
 
     @contextmanager
-    def around_each_call(self, hook: Callable[[int, Callable[[Tensor], Tensor], Tensor], Tensor]) -> Iterator[None]:
+    def around_each_call(self, hook: Hook) -> Iterator[None]:
         """Within this block an evaluation f_i(x) of the step's function i is
         ``hook(i, call, x)``, where ``call(y)`` evaluates it (checked) at y: the reversible
         engine records and replays there the random state each evaluation starts from, and
