@@ -100,8 +100,9 @@ class FixedPoint:
         return y
 
     def _check(self, y: Tensor) -> None:
-        """Gather y's range for :meth:`verify` (one pass, no read of the device)."""
-        if self.checking:
+        """Gather y's range for :meth:`verify` (one pass, no read of the device); an empty
+        tensor (a batch of none) has none."""
+        if self.checking and y.numel():
             self._peaks.extend(torch.aminmax(y))
 
     def add(self, X: Tensor, x: Tensor, scale: Number = 1.0, sign: int = 1) -> Tensor:
@@ -174,7 +175,7 @@ class FixedPoint:
         kept since the last read allows an overflow."""
         bound = self._bound.get(slot, 0.0)
         if (bound + 1) * most >= self.limit:
-            bound = float(buffer.amax())
+            bound = float(buffer.amax()) if buffer.numel() else 0.0  # an empty batch never overflows
             if (bound + 1) * most >= self.limit:
                 buffer, low = _divmod(buffer, _CHUNK)
                 self.stack.append((self.step, (low - 2 ** 31).to(torch.int32)))

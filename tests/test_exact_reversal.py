@@ -233,6 +233,17 @@ def test_an_evaluation_at_the_rebuilt_state_itself_needs_no_nested_autograd_call
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(got, truth))
 
 
+@pytest.mark.parametrize("solver", ["momentum", "revnet"])
+def test_an_empty_batch_goes_through_as_with_plain_backprop(solver):
+    """Deep enough at gamma 0.5 (a bit a step) for momentum's buffers to be checked for room."""
+    fs = [(mlp(4, 8), mlp(4, 8)) if solver == "revnet" else mlp(8, 16) for _ in range(80)]
+    x = torch.empty(0, 8, requires_grad=True)
+    net = ODENet(fs, solver, memory_efficient=True, **({"gamma": 0.5} if solver == "momentum" else {}))
+    net(x).square().sum().backward()
+    assert x.grad.shape == (0, 8)
+    assert all(p.grad is not None and not p.grad.any() for p in net.parameters())  # zeros, as plain backprop's
+
+
 class Skipping(solvers.RevNet):
     """A scheme that breaks the contract of exact reversal: its inverse leaves out F."""
 
