@@ -118,12 +118,12 @@ class Momentum(LinearMultistep):
         X, V, B = carrier
         g = params.get("gamma", self.gamma)
         W, B = fx.scale_down(V, fx.ratio(g), B)
-        V = W.add_(fx.fixed(f(t, fx.float(X)), 1 - g))
+        V = fx.add(W, f(t, fx.float(X)), 1 - g)
         return X + fx.times(V, dt), V, B
 
     def fixed_inverse(self, f, t: float, dt: float, carrier: tuple[Tensor, ...], fx, **params: Tensor):
         X, V, B = carrier
         g = params.get("gamma", self.gamma)
         X = X - fx.times(V, dt)
-        V, B = fx.scale_up(fx.fixed(f(t, fx.float(X)), 1 - g).neg_().add_(V), fx.ratio(g), B)
+        V, B = fx.scale_up(fx.add(V, f(t, fx.float(X)), 1 - g, sign=-1), fx.ratio(g), B)
         return X, V, B
