@@ -257,7 +257,7 @@ class _Reversible(torch.autograd.Function):
         given = ctx.saved_tensors[:n_context]
         ctx.rebuild.unpack(ctx.saved_tensors[n_context:])
         trained = [t.is_floating_point() and ctx.needs_input_grad[8 + ctx.n_past + i] for i, t in enumerate(given)]
-        given = [t.detach().requires_grad_(True) if r else t for t, r in zip(given, trained)]
+        given = [_leaf(t) if r else t for t, r in zip(given, trained)]
         context, wrt = ctx.given.build(given), [t for t, r in zip(given, trained) if r]
         ctx.rebuild.context = context  # an exact inverse's evaluations serve the gradients, to the context too
         context_grads: list[Optional[Tensor]] = [None] * len(wrt)
@@ -269,17 +269,16 @@ class _Reversible(torch.autograd.Function):
                     made = _Made(draws.replay(), [*wrt, *ps], step)
                     with torch.enable_grad(), step.around_each_call(made.evaluate):
                         u, past = ctx.rebuild.back(i, step)
-                    again = made.reuse
+                    again, start = made.reuse, made.start
                 else:
                     with torch.no_grad(), step.around_each_call(draws.replay()):
                         u, past = ctx.rebuild.back(i, step)
-                    again = draws.replay()
+                    again, start = draws.replay(), _leaf
                 past = past[:length]
                 with torch.enable_grad(), step.around_each_call(again):
-                    x = made.leaf_at(u) if ctx.rebuild.exact else None
-                    x = u.detach().requires_grad_(True) if x is None else x
+                    x = start(u)
                     inputs, template = _flatten(past)
-                    inputs = [t.detach().requires_grad_(True) for t in inputs]
+                    inputs = [_leaf(t) for t in inputs]
                     out, out_past = step.advance(x, _unflatten(inputs, template), context)
                     outputs = [out, *_flatten(out_past)[0]]
                     pairs = [(o, g) for o, g in zip(outputs, (grad_u, *grad_past)) if g is not None and o.requires_grad]
@@ -345,20 +344,21 @@ class _Made:
         self.used: Counter[int] = Counter()
 
     def evaluate(self, i: int, call: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-        leaf = x.detach().requires_grad_(True)
+        leaf = _leaf(x)
         out = self.replay(i, call, leaf)
         self.made[i].append((leaf, out))
         return out.detach()
 
-    def leaf_at(self, u: Tensor) -> Optional[Tensor]:
-        """The leaf an evaluation was made at, if it is u itself (the same memory: the
-        inverse evaluated f at the very state it rebuilt, as momentum's does). The
-        recomputation then starts from that leaf, and the evaluation's graph is part of its
-        own: one autograd call differentiates the step, with no nested one for f."""
+    def start(self, u: Tensor) -> Tensor:
+        """The leaf the recomputation starts from at u: the one an evaluation was made at,
+        if it is u itself (the same memory: the inverse evaluated f at the very state it
+        rebuilt, as momentum's does), so that evaluation's graph is part of the
+        recomputation's and one autograd call differentiates the step, with no nested one
+        for f; else a new leaf."""
         for leaf, _ in (pair for pairs in self.made.values() for pair in pairs):
             if (leaf.data_ptr(), leaf.shape, leaf.stride(), leaf.dtype) == (u.data_ptr(), u.shape, u.stride(), u.dtype):
                 return leaf
-        return None
+        return _leaf(u)
 
     def reuse(self, i: int, call: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
         k = self.used[i]
@@ -389,6 +389,11 @@ class _Reused(torch.autograd.Function):
         leaf, out, targets = ctx.made
         del ctx.made
         return (None, *torch.autograd.grad(out, (leaf, *targets), grad, allow_unused=True))
+
+
+def _leaf(x: Tensor) -> Tensor:
+    """x's value as a new leaf that requires a gradient."""
+    return x.detach().requires_grad_(True)
 
 
 def _random_state(device: torch.device) -> RandomState:
