@@ -12,7 +12,11 @@ batch ``--batch``, float32, one thread.
 - Time: the process's CPU time of a training step (forward, backward of sum(u_N^2)) at
   ``--time-depth``, the median over interleaved repeats of each contender's time divided
   by plain backprop's in the same repeat, and of ``memory_efficient=True`` divided by
-  momentumnet's memory-saving mode.
+  momentumnet's memory-saving mode. Beside them, the floor of any method that recomputes
+  the steps in the backward pass: each step's input stored (no inversion, no carrier),
+  each step re-run with autograd and differentiated alone, in a plain loop. It evaluates
+  the functions as often as ``memory_efficient=True`` does; what it costs over plain
+  backprop is the price of recomputing a step by itself, which no memory-free method avoids.
 
     python benchmarks/bench_reversible.py
     python benchmarks/bench_reversible.py --depths 10,100,1000 --time-depth 100 --repeats 20
@@ -47,6 +51,70 @@ def contenders(solver: str, depth: int, gamma: float, width: int = 32) -> dict[s
     return {"plain": ODENet(fs, "momentum", gamma=gamma),
             "memory_efficient": ODENet(fs, "momentum", gamma=gamma, memory_efficient=True),
             "momentumnet saving": MomentumNet(fs, gamma=gamma, use_backprop=False)}
+
+
+class RecomputeFloor(nn.Module):
+    """The same steps written out by hand, trained by storing each step's input and
+    recomputing the step in the backward pass: the least a recomputation costs."""
+
+    def __init__(self, solver: str, functions: list[tuple[nn.Module, ...]], gamma: float):
+        super().__init__()
+        self.solver, self.gamma = solver, gamma
+        self.fs = nn.ModuleList(nn.ModuleList(f) for f in functions)  # each step's function(s)
+
+    def step(self, i: int, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        if self.solver == "revnet":  # X' = X + F(Y), Y' = Y + G(X')
+            F, G = self.fs[i]
+            x = state[0] + F(state[1])
+            return x, state[1] + G(x)
+        x, v = state  # v' = gamma v + (1 - gamma) f(x), x' = x + v'
+        v = self.gamma * v + (1 - self.gamma) * self.fs[i][0](x)
+        return x + v, v
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        state = tuple(u.chunk(2, dim=1)) if self.solver == "revnet" else (u, torch.zeros_like(u))
+        out = _Stored.apply(self, len(state), *state, *self.parameters())
+        return torch.cat(out, dim=1) if self.solver == "revnet" else out[0]
+
+
+class _Stored(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, net, n, *inputs):
+        state, ctx.net, ctx.inputs = inputs[:n], net, []
+        for i in range(len(net.fs)):
+            ctx.inputs.append(state)
+            state = net.step(i, state)
+        return state
+
+    @staticmethod
+    def backward(ctx, *grads):
+        net, params = ctx.net, list(ctx.net.parameters())
+        index = {id(p): j for j, p in enumerate(params)}
+        totals: list = [None] * len(params)
+        for i in reversed(range(len(net.fs))):
+            state = [s.detach().requires_grad_(True) for s in ctx.inputs[i]]
+            ps = list(net.fs[i].parameters())
+            with torch.enable_grad():
+                g = torch.autograd.grad(net.step(i, tuple(state)), (*state, *ps), grads)
+            grads = g[:len(state)]
+            for p, gp in zip(ps, g[len(state):]):
+                j = index[id(p)]
+                totals[j] = gp if totals[j] is None else totals[j] + gp
+        return (None, None, *grads, *totals)
+
+
+def gradients(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    net.zero_grad(set_to_none=True)
+    u = x.clone().requires_grad_(True)
+    net(u).square().sum().backward()
+    return [u.grad] + [p.grad for p in net.parameters()]
+
+
+def check_floor(plain: nn.Module, floor: RecomputeFloor, x: torch.Tensor) -> None:
+    """The hand-written steps must be the network's own: the same gradients as plain backprop."""
+    for a, b in zip(gradients(plain, x), gradients(floor, x), strict=True):
+        if not torch.allclose(a, b, rtol=1e-4, atol=1e-6 * float(b.abs().max())):
+            raise AssertionError("the recompute floor's gradients are not plain backprop's")
 
 
 def saved_bytes(net: nn.Module, x: torch.Tensor) -> int:
@@ -84,6 +152,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     depths = [int(d) for d in args.depths.split(",")]
     gammas = [float(g) for g in args.gammas.split(",")]
+    torch.manual_seed(0)  # the same input each run: the chunk that fills first depends on it
     x = torch.randn(args.batch, args.width)
     numbers = x.numel()
     print(f"saved tensors (KB), batch {args.batch}, state {args.width} wide, float32 ({numbers * 4 / 1e3:.1f} KB a state)")
@@ -105,7 +174,10 @@ def main(argv=None) -> None:
     print(f"{'net':>16} {'contender':>20} {'ms':>8} {'/ plain':>8} {'/ momentumnet saving':>21}")
     for solver, gamma in [("revnet", 0.0), ("momentum", 0.9)]:
         label = solver if solver == "revnet" else f"momentum {gamma:g}"
-        runs = {name: train_step(net, x) for name, net in contenders(solver, args.time_depth, gamma, args.width).items()}
+        nets = contenders(solver, args.time_depth, gamma, args.width)
+        nets["recompute floor"] = RecomputeFloor(solver, [s.functions for s in nets["plain"].layers], gamma)
+        check_floor(nets["plain"], nets["recompute floor"], x)
+        runs = {name: train_step(net, x) for name, net in nets.items()}
         for run in runs.values():
             run()
         times: dict[str, list[float]] = {name: [] for name in runs}
