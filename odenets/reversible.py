@@ -17,7 +17,9 @@ How a state is rebuilt depends on what the scheme declares:
   8-byte integers a number for momentum, one for revnet) and, for momentum, about
   log2(1/gamma) bits a number a step (4 bytes a number each time a buffer fills up). The
   backward pass evaluates each function once a step: the inverse's evaluations, made with
-  autograd on, serve the recomputation that differentiates the step.
+  autograd on, serve the recomputation that differentiates the step, or, for a scheme
+  that declares ``vjp`` (revnet), its hand-written vector-Jacobian product, which
+  differentiates the evaluations' graphs without recomputing the step.
 - ``invertible`` only: the float inverse, checked. The forward pass stores the state (and
   history) every K = ceil(sqrt(N)) steps of a run of N, so memory is O(sqrt(N)) states; the
   backward pass compares each rebuilt state with the stored one and raises
@@ -160,9 +162,13 @@ class _Exact:
         self.carrier = tuple(tensors[:self.size])
         self.fx.stack = list(zip(self.at, tensors[self.size:]))
 
-    def back(self, i: int, step: Step) -> tuple[Tensor, Past]:
+    def back(self, i: int, step: Step) -> None:
+        """Invert step i."""
         self.fx.step = i
         self.carrier = step.fixed_step(self.carrier, self.fx, inverse=True, context=self.context)
+
+    def rebuilt(self, step: Step) -> tuple[Tensor, Past]:
+        """The state (and history) the last inverted step was given."""
         return self.scheme.fixed_decode(step.dt, self.carrier, self.fx)
 
 
@@ -200,7 +206,10 @@ class _Checked:
             i += n
         self.state, self.kept = states[0], dict(zip(self.at, states[1:]))
 
-    def back(self, i: int, step: Step) -> tuple[Tensor, Past]:
+    def rebuilt(self, step: Step) -> tuple[Tensor, Past]:
+        return self.state
+
+    def back(self, i: int, step: Step) -> None:
         u, past = step.inverse(*self.state, self.context)
         if i in self.kept:
             kept_u, kept_past = self.kept[i]
@@ -217,7 +226,6 @@ class _Checked:
                     "exact_reversal with a fixed-point step (odenets.solvers.fixed_point), or use checkpoint=True")
             u, past = kept_u, kept_past
         self.state = (u, past)
-        return u, past
 
 
 class _Reversible(torch.autograd.Function):
@@ -265,36 +273,53 @@ class _Reversible(torch.autograd.Function):
         with _frozen_norm_statistics(ctx.steps), torch.autocast(**ctx.autocast), _forked_random(ctx.device):
             for i in reversed(range(len(ctx.steps))):
                 step, ps, length, draws = ctx.steps[i], ctx.per_step[i], ctx.lengths[i], ctx.draws[i]
-                if ctx.rebuild.exact:  # the inverse's evaluations serve the recomputation
-                    made = _Made(draws.replay(), [*wrt, *ps], step)
+                targets = [*wrt, *ps]
+                if ctx.rebuild.exact:  # the inverse's evaluations serve the gradients
+                    made = _Made(draws.replay(), targets, step)
                     with torch.enable_grad(), step.around_each_call(made.evaluate):
-                        u, past = ctx.rebuild.back(i, step)
-                    again, start = made.reuse, made.start
+                        ctx.rebuild.back(i, step)
+                    if step.scheme.vjp and not step.coefs:
+                        grad_u, grad_past = step.scheme.step_vjp(made.vjp, step.dt, grad_u, grad_past)
+                        found = made.found
+                    else:
+                        grad_u, grad_past, found = _differentiate(step, ctx.rebuild.rebuilt(step), length, made.reuse,
+                                                                  made.start, context, (grad_u, *grad_past), targets)
                 else:
                     with torch.no_grad(), step.around_each_call(draws.replay()):
-                        u, past = ctx.rebuild.back(i, step)
-                    again, start = draws.replay(), _leaf
-                past = past[:length]
-                with torch.enable_grad(), step.around_each_call(again):
-                    x = start(u)
-                    inputs, template = _flatten(past)
-                    inputs = [_leaf(t) for t in inputs]
-                    out, out_past = step.advance(x, _unflatten(inputs, template), context)
-                    outputs = [out, *_flatten(out_past)[0]]
-                    pairs = [(o, g) for o, g in zip(outputs, (grad_u, *grad_past)) if g is not None and o.requires_grad]
-                    g = torch.autograd.grad([o for o, _ in pairs], (x, *inputs, *wrt, *ps), [g for _, g in pairs],
-                                            allow_unused=True)
-                grad_u, grad_past = g[0], g[1:1 + len(inputs)]
-                g = g[1 + len(inputs):]
-                context_grads = [a if b is None else b if a is None else a + b
-                                 for a, b in zip(context_grads, g[:len(wrt)])]
-                for p, gp in zip(ps, g[len(wrt):]):
-                    if gp is not None:
-                        j = ctx.index[id(p)]
-                        grads[j] = gp if grads[j] is None else grads[j] + gp
+                        ctx.rebuild.back(i, step)
+                    grad_u, grad_past, found = _differentiate(step, ctx.rebuild.rebuilt(step), length, draws.replay(),
+                                                              _leaf, context, (grad_u, *grad_past), targets)
+                context_grads = [_add(a, b) for a, b in zip(context_grads, found[:len(wrt)])]
+                for p, gp in zip(ps, found[len(wrt):]):
+                    j = ctx.index[id(p)]
+                    grads[j] = _add(grads[j], gp)
         context_grads = iter(context_grads)
         given_grads = [next(context_grads) if r else None for r in trained]
         return (None, None, None, None, None, None, None, grad_u, *grad_past, *given_grads, *grads)
+
+
+def _differentiate(step: Step, state: tuple[Tensor, Past], length: int, hook: Hook, start: Callable[[Tensor], Tensor],
+                   context: Context, grads_out: Sequence[Optional[Tensor]], targets: Sequence[Tensor]):
+    """Step recomputed from ``state`` (its history cut to the ``length`` records it was
+    handed) with autograd on and ``hook`` around its evaluations, and differentiated from
+    the gradients of its output: those of its state, of its records' tensors and of
+    ``targets``. ``start`` makes the leaf the recomputation starts from."""
+    u, past = state
+    with torch.enable_grad(), step.around_each_call(hook):
+        x = start(u)
+        inputs, template = _flatten(past[:length])
+        inputs = [_leaf(t) for t in inputs]
+        out, out_past = step.advance(x, _unflatten(inputs, template), context)
+        outputs = [out, *_flatten(out_past)[0]]
+        pairs = [(o, g) for o, g in zip(outputs, grads_out) if g is not None and o.requires_grad]
+        g = torch.autograd.grad([o for o, _ in pairs], (x, *inputs, *targets), [g for _, g in pairs],
+                                allow_unused=True)
+    return g[0], g[1:1 + len(inputs)], g[1 + len(inputs):]
+
+
+def _add(a: Optional[Tensor], b: Optional[Tensor]) -> Optional[Tensor]:
+    """a + b, where None is a gradient of zero."""
+    return a if b is None else b if a is None else a + b
 
 
 class _Draws:
@@ -336,12 +361,14 @@ class _Made:
     (undoing x + f(y) means subtracting the same f(y)), in the same order for each
     function, so the k-th evaluation of function i in the recomputation is the inverse's
     k-th: the gradients are the functions' at the forward pass's own points, and each
-    function is evaluated once in the backward pass instead of twice."""
+    function is evaluated once in the backward pass instead of twice. A scheme's
+    ``step_vjp`` differentiates them directly (:meth:`vjp`)."""
 
     def __init__(self, replay: Hook, targets: Sequence[Tensor], step: Step):
         self.replay, self.targets, self.step = replay, list(targets), step
         self.made: defaultdict[int, list[tuple[Tensor, Tensor]]] = defaultdict(list)
         self.used: Counter[int] = Counter()
+        self.found: list[Optional[Tensor]] = [None] * len(self.targets)  # the targets' gradients from :meth:`vjp`
 
     def evaluate(self, i: int, call: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
         leaf = _leaf(x)
@@ -360,14 +387,28 @@ class _Made:
                 return leaf
         return _leaf(u)
 
-    def reuse(self, i: int, call: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-        k = self.used[i]
-        self.used[i] += 1
+    def _evaluation(self, i: int, k: int) -> tuple[Tensor, Tensor]:
         if k >= len(self.made[i]):
             raise RuntimeError(f"step {self.step.n}: {type(self.step.scheme).__name__}.fixed_inverse evaluated function "
                                f"{i} {len(self.made[i])} time(s), its step more: an exact inverse evaluates each "
                                "function at the points its step did, in the same order")
-        leaf, out = self.made[i][k]
+        return self.made[i][k]
+
+    def vjp(self, i: int, k: int, g: Tensor) -> Optional[Tensor]:
+        """The gradient to the input of function i's k-th evaluation, given g, its
+        output's (None where the output does not depend on it); the targets' gradients go
+        to :attr:`found`."""
+        leaf, out = self._evaluation(i, k)
+        if not out.requires_grad:
+            return None
+        gs = torch.autograd.grad(out, (leaf, *self.targets), g.to(out.dtype), allow_unused=True)
+        self.found = [_add(a, b) for a, b in zip(self.found, gs[1:])]
+        return gs[0]
+
+    def reuse(self, i: int, call: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        k = self.used[i]
+        self.used[i] += 1
+        leaf, out = self._evaluation(i, k)
         if x is leaf:  # made at the recomputation's own input: its graph is the recomputation's
             return out
         if not out.requires_grad:  # f ignored its input and has no trained weights: a constant

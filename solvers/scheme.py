@@ -45,6 +45,9 @@ class Scheme:
       (:meth:`fixed_encode`, :meth:`fixed_step`, :meth:`fixed_inverse`,
       :meth:`fixed_decode`; :mod:`odenets.solvers.fixed_point`) on which its inverse
       rebuilds the input bit for bit, at any depth;
+    - ``vjp``: :meth:`step_vjp` differentiates a step from its functions' vector-Jacobian
+      products at the points the step evaluated them, so the backward pass of exact
+      reversal need not recompute the step (for a scheme without trained coefficients);
     - ``skips_functions``: a training step may leave its functions unevaluated (a
       dropped block), so their parameters may get no gradient (DDP must be told);
     - ``euler_options``: options under which the step is the forward-Euler step
@@ -69,6 +72,7 @@ class Scheme:
     trained: tuple[str, ...] = ()
     invertible: bool = False
     exact_reversal: bool = False
+    vjp: bool = False
     skips_functions: bool = False
     euler_options: Optional[dict] = None
 
@@ -143,6 +147,16 @@ class Scheme:
                       **params: Tensor) -> tuple[Tensor, ...]:
         """The carrier :meth:`fixed_step` was given, bit for bit."""
         raise NotImplementedError(f"{type(self).__name__} declares no exact reversal")
+
+    def step_vjp(self, vjp: Callable[[int, int, Tensor], Optional[Tensor]], dt: float, grad_u: Tensor,
+                 grad_past: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Optional[Tensor], ...]]:
+        """The gradients of a step's input (u_n, and the tensors of the records it read,
+        in order) from those of its output (u_{n+1}, and the tensors of the records it
+        left), for a scheme that declares ``vjp``. ``vjp(i, k, g)`` is the gradient to the
+        input of function i's k-th evaluation (at the point the forward step evaluated it)
+        given the gradient g of its output, or None where the output does not depend on it;
+        it adds up the gradients of the functions' weights itself."""
+        raise NotImplementedError(f"{type(self).__name__} declares no vjp")
 
     @property
     def can_change_shape(self) -> bool:

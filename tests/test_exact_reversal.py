@@ -184,9 +184,11 @@ def test_momentum_memory_grows_by_about_log2_one_over_gamma_bits_a_step(gamma):
 # -- a user's scheme: declared exact, or checked --------------------------------------------
 
 class Coupling(solvers.RevNet):
-    """A user's exactly reversible scheme (an additive coupling, declared as RevNet is)."""
+    """A user's exactly reversible scheme (an additive coupling, declared as RevNet is, but
+    without a hand-written vjp: the engine recomputes its step)."""
 
     name = "coupling"
+    vjp = False
 
 
 class FloatCoupling(solvers.RevNet):
@@ -215,22 +217,49 @@ def test_a_users_exact_scheme_is_rebuilt_bit_for_bit():
             assert len(m.inputs) == 2 and torch.equal(m.inputs[1], m.inputs[0])
 
 
-@pytest.mark.parametrize("solver, nested", [("momentum", 0), ("revnet", 2)])
-def test_an_evaluation_at_the_rebuilt_state_itself_needs_no_nested_autograd_call(monkeypatch, solver, nested):
+@pytest.mark.parametrize("solver, nested, recomputed", [("momentum", 0, 1), ("revnet", 0, 0), ("coupling", 2, 1)])
+def test_the_inverses_evaluations_serve_the_gradients_without_nested_autograd_calls_where_they_can(
+        monkeypatch, solver, nested, recomputed):
     """Momentum's inverse evaluates f at the very state the recomputation starts from: the
-    step is differentiated through that evaluation's graph, with no nested call; revnet's G
-    reads an intermediate, so each of its two evaluations bridges in with one."""
-    original = reversible._Reused.apply
+    step is differentiated through that evaluation's graph, with no nested call. Revnet
+    declares a vjp: no recomputation, each evaluation's graph differentiated once. The same
+    scheme without it (a user's coupling) is recomputed, and its G reads an intermediate, so
+    each of its two evaluations bridges in with a nested call."""
     calls = []
-    monkeypatch.setattr(reversible._Reused, "apply", staticmethod(lambda *a: calls.append(1) or original(*a)))
+    for name, where in (("apply", reversible._Reused), ("_differentiate", reversible)):
+        original = getattr(where, name)
+        wrapped = (lambda o, n: lambda *a: calls.append(n) or o(*a))(original, name)
+        monkeypatch.setattr(where, name, staticmethod(wrapped) if name == "apply" else wrapped)
     torch.manual_seed(0)
-    fs = [(mlp(4, 8), mlp(4, 8)) if solver == "revnet" else mlp(8, 16) for _ in range(5)]
-    net, plain = (ODENet(fs, solver, memory_efficient=m) for m in (True, False))
-    x = torch.randn(3, 8, requires_grad=True)
-    got = torch.autograd.grad(net(x).square().sum(), [x, *net.parameters()])
+    with registered({"coupling": Coupling}):
+        fs = [mlp(8, 16) if solver == "momentum" else (mlp(4, 8), mlp(4, 8)) for _ in range(5)]
+        net, plain = (ODENet(fs, solver, memory_efficient=m) for m in (True, False))
+        x = torch.randn(3, 8, requires_grad=True)
+        got = torch.autograd.grad(net(x).square().sum(), [x, *net.parameters()])
     truth = torch.autograd.grad(plain(x).square().sum(), [x, *plain.parameters()])
-    assert len(calls) == nested * 5
+    assert calls.count("apply") == nested * 5 and calls.count("_differentiate") == recomputed * 5
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(got, truth))
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "autocast bf16"])
+@pytest.mark.parametrize("dt", [1.0, 0.3])
+def test_revnets_vjp_gives_the_recomputations_gradients(autocast, dt):
+    """The hand-written vjp against the recomputation of the same step (the coupling
+    without it) and plain backprop, to the input, the weights and a trained context."""
+    torch.manual_seed(0)
+    pairs = [(mlp(4, 8), mlp(4, 8)) for _ in range(20)]
+    x = torch.randn(6, 8, requires_grad=True)
+    grads = {}
+    with registered({"coupling": Coupling}):
+        for name, solver, me in (("vjp", "revnet", True), ("recomputed", "coupling", True), ("plain", "revnet", False)):
+            net = ODENet(pairs, solver, dt=dt, memory_efficient=me)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                out = net(x)
+            grads[name] = torch.autograd.grad(out.float().square().sum(), [x, *net.parameters()])
+    for a, b, c in zip(grads["vjp"], grads["recomputed"], grads["plain"]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7 * float(b.abs().max()))
+        tolerance = 5e-2 if autocast else 1e-5
+        torch.testing.assert_close(a, c, rtol=tolerance, atol=tolerance * float(c.abs().max()))
 
 
 @pytest.mark.parametrize("solver", ["momentum", "revnet"])
