@@ -18,7 +18,8 @@ How a state is rebuilt depends on what the scheme declares:
   log2(1/gamma) bits a number a step (4 bytes a number each time a buffer fills up). The
   backward pass evaluates each function once a step: the inverse's evaluations, made with
   autograd on, serve the recomputation that differentiates the step, or, for a scheme
-  that declares ``vjp`` (revnet), its hand-written vector-Jacobian product, which
+  that declares ``vjp`` (revnet; momentum with a fixed gamma), its hand-written
+  vector-Jacobian product, which
   differentiates the evaluations' graphs without recomputing the step.
 - ``invertible`` only: the float inverse, checked. The forward pass stores the state (and
   history) every K = ceil(sqrt(N)) steps of a run of N, so memory is O(sqrt(N)) states; the
@@ -52,6 +53,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from odenets.solvers import Past, Record
 from odenets.solvers.fixed_point import FixedPoint
+from odenets.solvers.scheme import plus
 
 from .step import Context, Hook, Step
 
@@ -279,7 +281,7 @@ class _Reversible(torch.autograd.Function):
                     with torch.enable_grad(), step.around_each_call(made.evaluate):
                         ctx.rebuild.back(i, step)
                     if step.scheme.vjp and not step.coefs:
-                        grad_u, grad_past = step.scheme.step_vjp(made.vjp, step.dt, grad_u, grad_past)
+                        grad_u, grad_past = step.scheme.step_vjp(made.vjp, step.dt, grad_u, grad_past, length)
                         found = made.found
                     else:
                         grad_u, grad_past, found = _differentiate(step, ctx.rebuild.rebuilt(step), length, made.reuse,
@@ -289,10 +291,10 @@ class _Reversible(torch.autograd.Function):
                         ctx.rebuild.back(i, step)
                     grad_u, grad_past, found = _differentiate(step, ctx.rebuild.rebuilt(step), length, draws.replay(),
                                                               _leaf, context, (grad_u, *grad_past), targets)
-                context_grads = [_add(a, b) for a, b in zip(context_grads, found[:len(wrt)])]
+                context_grads = [plus(a, b) for a, b in zip(context_grads, found[:len(wrt)])]
                 for p, gp in zip(ps, found[len(wrt):]):
                     j = ctx.index[id(p)]
-                    grads[j] = _add(grads[j], gp)
+                    grads[j] = plus(grads[j], gp)
         context_grads = iter(context_grads)
         given_grads = [next(context_grads) if r else None for r in trained]
         return (None, None, None, None, None, None, None, grad_u, *grad_past, *given_grads, *grads)
@@ -315,11 +317,6 @@ def _differentiate(step: Step, state: tuple[Tensor, Past], length: int, hook: Ho
         g = torch.autograd.grad([o for o, _ in pairs], (x, *inputs, *targets), [g for _, g in pairs],
                                 allow_unused=True)
     return g[0], g[1:1 + len(inputs)], g[1 + len(inputs):]
-
-
-def _add(a: Optional[Tensor], b: Optional[Tensor]) -> Optional[Tensor]:
-    """a + b, where None is a gradient of zero."""
-    return a if b is None else b if a is None else a + b
 
 
 class _Draws:
@@ -402,7 +399,7 @@ class _Made:
         if not out.requires_grad:
             return None
         gs = torch.autograd.grad(out, (leaf, *self.targets), g.to(out.dtype), allow_unused=True)
-        self.found = [_add(a, b) for a, b in zip(self.found, gs[1:])]
+        self.found = [plus(a, b) for a, b in zip(self.found, gs[1:])]
         return gs[0]
 
     def reuse(self, i: int, call: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:

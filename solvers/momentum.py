@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .multistep import LinearMultistep, MultistepCoefficients
 from .runge_kutta import RungeKutta
-from .scheme import Past, Record, channelwise
+from .scheme import Past, Record, channelwise, plus, scaled
 from .tableau import EULER
 
 
@@ -44,6 +44,7 @@ class Momentum(LinearMultistep):
 
     invertible = True
     exact_reversal = True
+    vjp = True
 
     def __init__(self, gamma: float = 0.9, train_gamma: bool = False):
         if not isinstance(gamma, (int, float)) or isinstance(gamma, bool):
@@ -101,6 +102,15 @@ class Momentum(LinearMultistep):
         g = self._gamma(u, params)
         v = (self._velocity(dt, u_next, past_next) - (1 - g) * f(t, u)) / g
         return u, (Record(u.sub(v, alpha=dt), v),)
+
+    def step_vjp(self, vjp, dt: float, grad_u: Tensor, grad_past: tuple, records: int) -> tuple[Tensor, tuple]:
+        """With the gradients a of x_{n+1} and (b, c) of the record (x_n, v_{n+1}) it
+        leaves: v_{n+1}'s is w = dt a + c, x_n's a + b + (1 - gamma) f'(x_n)^T w, and v_n's
+        (in the record handed in) gamma w; for a fixed gamma (a trained one is recomputed)."""
+        b, c = grad_past
+        w = plus(scaled(grad_u, dt), c)
+        x = plus(plus(grad_u, b), vjp(0, 0, scaled(w, 1 - self.gamma)))
+        return x, (None, scaled(w, self.gamma)) if records else ()
 
     # -- on a fixed-point carrier (X, V, B): x_n, v_n and the buffer of the bits that the
     # multiplications by gamma dropped (solvers.fixed_point)

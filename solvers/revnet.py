@@ -1,12 +1,10 @@
 """RevNet read as forward Euler on a coupled system, which can be run backwards."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
-from .scheme import Past, Record, Scheme
+from .scheme import Past, Record, Scheme, plus, scaled
 
 
 class RevNet(Scheme):
@@ -67,12 +65,12 @@ class RevNet(Scheme):
         Y = fx.add(Y, G(t, fx.float(X)), dt, sign=-1)
         return fx.add(X, F(t, fx.float(Y)), dt, sign=-1), Y
 
-    def step_vjp(self, vjp, dt: float, grad_u: Tensor, grad_past: tuple[Tensor, ...]) -> tuple[Tensor, tuple]:
+    def step_vjp(self, vjp, dt: float, grad_u: Tensor, grad_past: tuple, records: int) -> tuple[Tensor, tuple]:
         """With the gradients (a, b) of (X_{n+1}, Y_{n+1}): X_{n+1}'s is
         a + dt G'(X_{n+1})^T b, Y_n's is b + dt F'(Y_n)^T (that), and X_n's is that too."""
         a, b = grad_u.chunk(2, dim=1)
-        a = _plus(a, vjp(1, 0, _times(b, dt)))  # the inverse evaluates G first, F second
-        b = _plus(b, vjp(0, 0, _times(a, dt)))
+        a = plus(a, vjp(1, 0, scaled(b, dt)))  # the inverse evaluates G first, F second
+        b = plus(b, vjp(0, 0, scaled(a, dt)))
         return torch.cat((a, b), dim=1), ()
 
     def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor) -> tuple[Tensor, Record]:
@@ -84,11 +82,3 @@ class RevNet(Scheme):
         x = px.add(F(t, y), alpha=dt)
         y = py.add(G(t, x), alpha=dt)
         return torch.cat((x, y), dim=1), Record(pu)
-
-
-def _times(g: Tensor, dt: float) -> Tensor:
-    return g if dt == 1 else g * dt
-
-
-def _plus(g: Tensor, h: Optional[Tensor]) -> Tensor:
-    return g if h is None else g + h

@@ -149,13 +149,14 @@ class Scheme:
         raise NotImplementedError(f"{type(self).__name__} declares no exact reversal")
 
     def step_vjp(self, vjp: Callable[[int, int, Tensor], Optional[Tensor]], dt: float, grad_u: Tensor,
-                 grad_past: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Optional[Tensor], ...]]:
-        """The gradients of a step's input (u_n, and the tensors of the records it read,
-        in order) from those of its output (u_{n+1}, and the tensors of the records it
-        left), for a scheme that declares ``vjp``. ``vjp(i, k, g)`` is the gradient to the
-        input of function i's k-th evaluation (at the point the forward step evaluated it)
-        given the gradient g of its output, or None where the output does not depend on it;
-        it adds up the gradients of the functions' weights itself."""
+                 grad_past: tuple[Optional[Tensor], ...], records: int) -> tuple[Tensor, tuple[Optional[Tensor], ...]]:
+        """The gradients of a step's input (u_n, and the tensors of the ``records`` records
+        it was handed, in order) from those of its output (u_{n+1}, and the tensors of the
+        records it left; None for a gradient of zero), for a scheme that declares ``vjp``.
+        ``vjp(i, k, g)`` is the gradient to the input of function i's k-th evaluation (at
+        the point the forward step evaluated it) given the gradient g of its output, or None
+        where the output does not depend on it; it adds up the gradients of the functions'
+        weights itself."""
         raise NotImplementedError(f"{type(self).__name__} declares no vjp")
 
     @property
@@ -206,6 +207,16 @@ def axpy(acc: Optional[Tensor], c, x: Tensor, inplace: bool = False) -> Optional
     if acc is None:
         return x if c == 1 else c * x
     return acc.add_(x, alpha=c) if inplace and acc.dtype == x.dtype else acc.add(x, alpha=c)
+
+
+def scaled(g: Tensor, c: float) -> Tensor:
+    """c g (g itself for c = 1): a gradient through a multiplication by a number."""
+    return g if c == 1 else g * c
+
+
+def plus(g: Optional[Tensor], h: Optional[Tensor]) -> Optional[Tensor]:
+    """g + h for gradients, where None is a gradient of zero."""
+    return g if h is None else h if g is None else g + h
 
 
 def channelwise(c: Tensor, u: Tensor) -> Tensor:
