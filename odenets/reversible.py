@@ -19,8 +19,8 @@ How a state is rebuilt depends on what the scheme declares:
   backward pass evaluates each function once a step: the inverse's evaluations, made with
   autograd on, serve the recomputation that differentiates the step, or, for a scheme
   that declares ``vjp`` (revnet; momentum with a fixed gamma), its hand-written
-  vector-Jacobian product, which
-  differentiates the evaluations' graphs without recomputing the step.
+  vector-Jacobian product, which differentiates the evaluations' graphs without
+  recomputing the step.
 - ``invertible`` only: the float inverse, checked. The forward pass stores the state (and
   history) every K = ceil(sqrt(N)) steps of a run of N, so memory is O(sqrt(N)) states; the
   backward pass compares each rebuilt state with the stored one and raises
