@@ -75,6 +75,7 @@ def reversible_steps(steps: Sequence[Step], u: Tensor, past: Past, context: Cont
         return u, past
     per_step = [_parameters(s) for s in steps]
     params = list({id(p): p for ps in per_step for p in ps}.values())
+    past = steps[0].scheme.own_records(steps[0].dt, u, past)  # the form the backward pass rebuilds
     flat, template = _flatten(past)
     shape: list = []  # the output history's template, filled by forward
     rebuild = _Exact if all(s.scheme.exact_reversal for s in steps) else _Checked

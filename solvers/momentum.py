@@ -78,6 +78,12 @@ class Momentum(LinearMultistep):
             return None
         return past[0].f if past[0].f is not None else (u - past[0].u) / dt
 
+    def own_records(self, dt: float, u: Tensor, past: Past) -> Past:
+        """A record handed in without the velocity gets it: (x_n - x_{n-1}) / dt."""
+        if past and past[0].f is None:
+            return (Record(past[0].u, self._velocity(dt, u, past)), *past[1:])
+        return past
+
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
         g = self._gamma(u, params)
         v = self._velocity(dt, u, past)

@@ -101,6 +101,12 @@ class Scheme:
         itself by default, a multistep scheme's starter while its history is short."""
         return self
 
+    def own_records(self, dt: float, u: Tensor, past: Past) -> Past:
+        """The history ``past`` handed to a step at u in the form this scheme's steps leave
+        it, computed from it differentiably (momentum's records carry the velocity): the
+        form in which the backward pass of ``memory_efficient=True`` rebuilds it."""
+        return past
+
     def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
         """Return u_{n+1}, a new tensor that no autograd node keeps (the network may apply
         an in-place activation to it), and the record of step n."""

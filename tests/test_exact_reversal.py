@@ -276,6 +276,27 @@ def test_a_hand_written_vjp_gives_the_recomputations_gradients(solver, twin, aut
         torch.testing.assert_close(a, c, rtol=tolerance, atol=tolerance * float(c.abs().max()))
 
 
+@pytest.mark.parametrize("memory_efficient", [False, True])
+def test_a_history_handed_in_without_the_velocity_gets_its_gradients(memory_efficient):
+    """A record of x_{-1} alone (from another scheme's stage) gives momentum's first step
+    v_0 = (x_0 - x_{-1}) / dt; the backward pass rebuilds the history with the velocity and
+    hands the gradient back to x_{-1}, as plain backprop does (it raised before)."""
+    torch.manual_seed(0)
+    fs = [mlp(8, 16).double() for _ in range(6)]
+    x, before = (torch.randn(3, 8, dtype=F64, requires_grad=True) for _ in range(2))
+
+    def loss(net: ODENet) -> Tensor:
+        out, past = net.integrate(Carry(x, (solvers.Record(before, None),)))
+        return out.square().sum() + (past[0].f * past[0].u).sum()
+
+    truth = torch.autograd.grad(loss(ODENet(fs, "momentum", dt=0.5, gamma=0.7)), [x, before, *fs[0].parameters()])
+    got = torch.autograd.grad(loss(ODENet(fs, "momentum", dt=0.5, gamma=0.7, memory_efficient=memory_efficient)),
+                              [x, before, *fs[0].parameters()])
+    for a, b in zip(got, truth, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    assert float(got[1].abs().max()) > 0.1
+
+
 @pytest.mark.parametrize("solver", ["momentum", "revnet"])
 def test_an_empty_batch_goes_through_as_with_plain_backprop(solver):
     """Deep enough at gamma 0.5 (a bit a step) for momentum's buffers to be checked for room."""
