@@ -70,7 +70,8 @@ class FixedPoint:
         self.checking = True  # whether conversions gather their range for :meth:`verify`
         self.remembering = False  # whether :meth:`float` hands the same X its last result again
         self._last: Optional[tuple[Tensor, Tensor]] = None
-        self._peaks: list[Tensor] = []  # the largest magnitude of each value converted
+        # the extremes of each value converted, by dtype (stacking mixed dtypes is several times slower)
+        self._peaks: dict[torch.dtype, list[Tensor]] = {}
         self._bound: dict[int, float] = {}  # per buffer: an upper bound of its entries
 
     def zeros(self, shape: torch.Size, device: torch.device) -> Tensor:
@@ -103,7 +104,7 @@ class FixedPoint:
         """Gather y's range for :meth:`verify` (one pass, no read of the device); an empty
         tensor (a batch of none) has none."""
         if self.checking and y.numel():
-            self._peaks.extend(torch.aminmax(y))
+            self._peaks.setdefault(y.dtype, []).extend(torch.aminmax(y))
 
     def add(self, X: Tensor, x: Tensor, scale: Number = 1.0, sign: int = 1) -> Tensor:
         """X + sign round(scale x 2^bits): a carrier moved by a float value, the step's
@@ -131,8 +132,8 @@ class FixedPoint:
         range makes the pass's integers meaningless, never an error on the way."""
         if not self._peaks:
             return
-        m = float(torch.stack(self._peaks).abs().amax())
-        self._peaks = []
+        m = float(torch.stack([torch.stack(p).abs().amax().double() for p in self._peaks.values()]).amax())
+        self._peaks = {}
         if not m < self.limit:  # also catches nan
             raise FixedPointRange(
                 f"a value of magnitude {m * 2.0 ** -self.bits:.3g} is beyond the fixed-point range of exact "
