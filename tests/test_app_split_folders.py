@@ -102,7 +102,7 @@ def test_a_run_looks_at_the_data_once(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_resume_and_eval_refuse_another_split(tmp_path, capsys):
+def test_resume_eval_and_analyze_refuse_another_split(tmp_path, capsys):
     root = write_classes(tmp_path / "imgs", {"a": 10, "b": 10})
     out = tmp_path / "run"
     assert cli.main(["train", "--data", "imagefolder", "--data-dir", str(root), "--model", "resnet8", "--epochs", "1",
@@ -111,11 +111,14 @@ def test_resume_and_eval_refuse_another_split(tmp_path, capsys):
     assert saved["data_set"]["split"]["held_out"] == 4 and saved["test_split"] is None
     assert cli.main(["eval", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["test_images"] == 4
-    # a file renamed: the same fraction draws another held-out set, which eval and resume refuse
+    assert cli.main(["analyze", "spectra", str(out), "--images", "2", "--json"]) == 0
+    # a file renamed: the same fraction draws another held-out set, which eval, analyze and resume refuse
     moved = sorted((root / "a").iterdir())[0]
     moved.rename(moved.with_name("zz-renamed.png"))
     capsys.readouterr()
     assert cli.main(["eval", str(out)]) != 0
+    assert "another test set" in capsys.readouterr().err
+    assert cli.main(["analyze", "spectra", str(out), "--images", "2"]) != 0
     assert "another test set" in capsys.readouterr().err
     assert cli.main(["train", "--data", "imagefolder", "--data-dir", str(root), "--out", str(out),
                      "--resume", "--quiet"]) != 0
