@@ -37,6 +37,9 @@ def test_slopes_recover_the_nominal_orders(tmp_path):
         assert (result.errors[name][1:] < result.errors[name][:-1]).all(), name
     fig = plot_convergence(result, tmp_path / "conv.png")
     assert "slope" in fig.axes[0].get_legend().get_texts()[0].get_text()
+    lines = fig.axes[0].get_lines()
+    assert len(NOMINAL) > 10 and len(lines) == len(NOMINAL)  # more than the ten default colors
+    assert len({(str(line.get_color()), line.get_marker(), line.get_linestyle()) for line in lines}) == len(lines)
     assert (tmp_path / "conv.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..odenet import ODENet
-from .figure import PathLike, new_figure, save_png
+from .figure import PathLike, new_figure, save_png, series_style
 from .modified_multistep import modified_multistep
 from .schemes import analysable, fixed_step
 from .stability import zero_stable
@@ -160,7 +160,7 @@ def _time_scale(name: str, net: ODENet) -> float:
 def plot_convergence(result: ConvergenceResult, path: Optional[PathLike] = None):
     """Error against dt on log-log axes, one line per scheme, fitted slopes in the legend.
     Returns the Figure, saved as PNG when ``path`` is given."""
-    fig = new_figure(6.4, 4.8)
+    fig = new_figure(9.0, 4.8)
     ax = fig.add_subplot()
     dts = result.dts.numpy()
     for i, (name, errs) in enumerate(result.errors.items()):
@@ -169,12 +169,12 @@ def plot_convergence(result: ConvergenceResult, path: Optional[PathLike] = None)
         scale = result.scales.get(name, 1.0)
         against = f", vs u({scale:.4g} t)" if abs(scale - 1) > 1e-9 else ""
         label = f"{name}{shown}: slope {result.slopes[name]:.2f} (order {result.orders[name]}{against})"
-        ax.loglog(dts, errs.numpy(), "o-", ms=4, color=f"C{i % 10}", label=label)
+        ax.loglog(dts, errs.numpy(), ms=4, label=label, **series_style(i))
     ax.set_xlabel("$\\Delta t$")
     ax.set_ylabel("max error at $T$")
     ax.set_title(f"convergence on {result.problem}", fontsize=10)
     ax.grid(True, which="both", lw=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the lines, not over them
     if path is not None:
         save_png(fig, path)
     return fig

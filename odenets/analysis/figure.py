@@ -22,6 +22,12 @@ def new_figure(width: float = 6.4, height: float = 4.8):
     return fig
 
 
+def series_style(i: int) -> dict:
+    """Color, marker and line style of the i-th of many lines: the ten default colors, then
+    the same ten with another marker and dashes (eleven schemes, say, no two alike)."""
+    return {"color": f"C{i % 10}", "marker": "osD^"[i // 10 % 4], "linestyle": ("-", "--", "-.", ":")[i // 10 % 4]}
+
+
 def save_png(fig, path: PathLike, dpi: int = 150) -> Path:
     """Write ``fig`` to ``path`` as PNG, atomically; parent folders are created."""
     path = Path(path)
