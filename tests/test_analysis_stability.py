@@ -142,6 +142,22 @@ def test_learned_regions_and_figure(tmp_path):
         plot_stability([stability_region("euler", resolution=21)], tmp_path / "regions.pdf")
 
 
+def test_eleven_overlaid_regions_are_told_apart():
+    """Every scheme's boundary in a colour and dash of its own (after ten colours, dashes)."""
+    from matplotlib.contour import ContourSet
+
+    from odenets.analysis.schemes import analysable
+
+    names = analysable()
+    assert len(names) > 10  # more than the ten default colours
+    regions = [stability_region(n, resolution=41, **({"k": -0.5} if n == "lm" else {})) for n in names]
+    fig = plot_stability(regions)
+    assert [h.get_label() for h in fig.axes[0].get_legend().legend_handles] == [r.name for r in regions]
+    lines = [c for c in fig.axes[0].collections if isinstance(c, ContourSet) and not c.filled]
+    assert len(lines) == len(names)  # no region here is the whole plane or empty
+    assert len({(tuple(c.get_edgecolor()[0]), str(c.get_linestyle())) for c in lines}) == len(names)
+
+
 def test_bad_schemes_get_clear_errors():
     with pytest.raises(ValueError, match="unknown solver"):
         characteristic("nope")

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from odenets.solvers import ButcherTableau, MultistepCoefficients, Scheme
 
-from .figure import PathLike, new_figure, save_png
+from .figure import PathLike, new_figure, save_png, series_style
 from .schemes import analysable, resolve
 
 if TYPE_CHECKING:
@@ -278,7 +278,8 @@ def plot_stability(regions: Sequence[StabilityRegion], path: Optional[PathLike] 
     n_panels = (len(regions) if panels else int(bool(regions))) + int(bool(learned))
     cols = min(n_panels, 3)
     rows_ = math.ceil(n_panels / cols)
-    fig = new_figure(4.2 * cols + 0.6, 3.8 * rows_)
+    beside = 1.0 if regions and not panels else 0.0  # room for the legend right of the overlaid regions
+    fig = new_figure(4.2 * cols + 0.6 + beside, 3.8 * rows_)
     axes = [fig.add_subplot(rows_, cols, i + 1) for i in range(n_panels)]
 
     def frame(ax, title: str) -> None:
@@ -289,24 +290,28 @@ def plot_stability(regions: Sequence[StabilityRegion], path: Optional[PathLike] 
         ax.set_ylabel("Im $z$")
         ax.set_title(title, fontsize=10)
 
-    def fill(ax, region: StabilityRegion, color: str) -> None:
+    def fill(ax, region: StabilityRegion, i: int) -> None:
         data = region.stable.to(torch.float64).numpy()
         if data.any():
             x, y = region.re.numpy(), region.im.numpy()
-            ax.contourf(x, y, data, levels=[0.5, 1.5], colors=[color], alpha=0.25)
+            style = series_style(i)
+            ax.contourf(x, y, data, levels=[0.5, 1.5], colors=[style["color"]], alpha=0.25)
             if not data.all():
-                ax.contour(x, y, data, levels=[0.5], colors=[color], linewidths=1.2)
+                ax.contour(x, y, data, levels=[0.5], colors=[style["color"]], linestyles=[style["linestyle"]],
+                           linewidths=1.2)
 
     if regions:
         indexed = list(enumerate(regions))
         groups = [[item] for item in indexed] if panels else [indexed]
         for ax, group in zip(axes, groups):
             for i, r in group:
-                fill(ax, r, f"C{i % 10}")
+                fill(ax, r, i)
             frame(ax, group[0][1].name if panels else "regions of absolute stability")
             if not panels:
-                ax.legend(handles=[Patch(facecolor=f"C{i % 10}", alpha=0.4, edgecolor=f"C{i % 10}", label=r.name)
-                                   for i, r in enumerate(regions)], fontsize=8, loc="upper left")
+                styles = [series_style(i) for i in range(len(regions))]
+                ax.legend(handles=[Patch(facecolor=st["color"], alpha=0.4, edgecolor=st["color"],
+                                         linestyle=st["linestyle"], label=r.name) for st, r in zip(styles, regions)],
+                          fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))  # beside the regions
     if learned:
         import matplotlib
         from matplotlib.cm import ScalarMappable
