@@ -7,10 +7,29 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from .characteristic import one_step
 from .multistep import LinearMultistep, MultistepCoefficients
-from .runge_kutta import RungeKutta
-from .scheme import Past, Record, channelwise, plus, scaled
-from .tableau import EULER
+from .scheme import Past, Record, Scheme, channelwise, plus, scaled
+
+
+class FirstStep(Scheme):
+    """Momentum's step without a history (v_0 = 0), x_1 = x_0 + dt (1 - gamma) f(x_0):
+    forward Euler on the field (1 - gamma) f, stable where |1 + (1 - gamma) z| <= 1, a disc
+    1 / (1 - gamma) times Euler's. Momentum takes this step itself; it is the starter the
+    analysis judges a net's first step by (:meth:`Scheme.with_history`)."""
+
+    order = 1
+
+    def __init__(self, gamma: float):
+        self.gamma = gamma
+        self.name = f"momentum start(gamma={gamma:g})"
+
+    def characteristic(self, **params: Tensor) -> Tensor:
+        return one_step((1.0, 1 - self.gamma))
+
+    def step(self, f, t: float, dt: float, u: Tensor, past: Past, **params: Tensor) -> tuple[Tensor, Record]:
+        v = (1 - self.gamma) * f(t, u)
+        return u.add(v, alpha=dt), Record(u, v)
 
 
 class Momentum(LinearMultistep):
@@ -56,7 +75,7 @@ class Momentum(LinearMultistep):
             raise TypeError(f"train_gamma must be True or False, got {type(train_gamma).__name__}")
         g = float(gamma)
         super().__init__(MultistepCoefficients("momentum", 1, alpha=(1 + g, -g), beta=(1 - g, 0.0)),
-                         starter=RungeKutta(EULER))  # never used: the first step takes x_{-1} = x_0
+                         starter=FirstStep(g))
         self.gamma, self.train_gamma = g, train_gamma
         self.trained = ("gamma",) if train_gamma else ()
 

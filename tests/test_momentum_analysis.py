@@ -7,7 +7,7 @@ import torch
 from odenets.solvers import AB2, Momentum
 from torch import nn
 
-from odenets import ODENet
+from odenets import ODENet, solvers
 from odenets.analysis import (
     convergence,
     fit_order,
@@ -15,6 +15,7 @@ from odenets.analysis import (
     real_interval,
     stability_region,
     stable,
+    step_spectra,
     zero_stable,
 )
 
@@ -93,3 +94,20 @@ def test_first_order_convergence():
     result = convergence(["momentum"], options={"momentum": {"gamma": 0.5}}, steps=(16, 32, 64, 128))
     assert result.orders["momentum"] == 1
     assert result.slopes["momentum"] == pytest.approx(1.0, abs=0.1)
+
+
+def test_the_first_step_is_judged_by_its_own_region():
+    """Without a history the first step is x_0 + dt (1 - gamma) f(x_0), forward Euler on
+    (1 - gamma) f: stable on [-20, 0] at gamma 0.9, where Euler's disc ends at -2. A step
+    with J = -12 I is inside it, as inside the later steps' region [-38, 0]."""
+    first = solvers.get("momentum", gamma=0.9).with_history(0)
+    assert real_interval(first) == pytest.approx((-20.0, 0.0), abs=1e-6)
+    net = ODENet([nn.Linear(4, 4) for _ in range(3)], "momentum", gamma=0.9)
+    with torch.no_grad():
+        for f in net.fns:
+            f.weight.copy_(-12 * torch.eye(4))
+            f.bias.zero_()
+    records = step_spectra(net, torch.randn(2, 4))
+    assert [r.region_name for r in records] == ["momentum start(gamma=0.9)", "momentum", "momentum"]
+    assert [r.inside_fraction for r in records] == [1.0, 1.0, 1.0]
+    assert records[0].radius == pytest.approx(12.0)
