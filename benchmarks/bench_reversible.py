@@ -12,11 +12,12 @@ batch ``--batch``, float32, one thread.
 - Time: the process's CPU time of a training step (forward, backward of sum(u_N^2)) at
   ``--time-depth``, the median over interleaved repeats of each contender's time divided
   by plain backprop's in the same repeat, and of ``memory_efficient=True`` divided by
-  momentumnet's memory-saving mode. Beside them, the floor of any method that recomputes
-  the steps in the backward pass: each step's input stored (no inversion, no carrier),
-  each step re-run with autograd and differentiated alone, in a plain loop. It evaluates
-  the functions as often as ``memory_efficient=True`` does; what it costs over plain
-  backprop is the price of recomputing a step by itself, which no memory-free method avoids.
+  momentumnet's memory-saving mode. Beside them, the recompute floor: each step's input
+  stored (no inversion, no carrier), each step re-run with autograd and differentiated
+  alone, in a plain loop. It evaluates and differentiates the functions as often as
+  ``memory_efficient=True`` does; what it costs over plain backprop is the price of
+  re-evaluating them a step at a time, which no memory-free method avoids (it also re-runs
+  each step's combination of them, which the schemes' hand-written vjps leave out).
 
     python benchmarks/bench_reversible.py
     python benchmarks/bench_reversible.py --depths 10,100,1000 --time-depth 100 --repeats 20
