@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .characteristic import one_step
 from .multistep import LinearMultistep, MultistepCoefficients
-from .scheme import Past, Record, Scheme, channelwise, plus, scaled
+from .scheme import Past, Record, Scheme, axpy, channelwise, plus
 
 
 class FirstStep(Scheme):
@@ -133,9 +133,9 @@ class Momentum(LinearMultistep):
         leaves: v_{n+1}'s is w = dt a + c, x_n's a + b + (1 - gamma) f'(x_n)^T w, and v_n's
         (in the record handed in) gamma w; for a fixed gamma (a trained one is recomputed)."""
         b, c = grad_past
-        w = plus(scaled(grad_u, dt), c)
-        x = plus(plus(grad_u, b), vjp(0, 0, scaled(w, 1 - self.gamma)))
-        return x, (None, scaled(w, self.gamma)) if records else ()
+        w = axpy(c, dt, grad_u)
+        x = plus(plus(grad_u, b), vjp(0, 0, axpy(None, 1 - self.gamma, w)))
+        return x, (None, axpy(None, self.gamma, w)) if records else ()
 
     # -- on a fixed-point carrier (X, V, B): x_n, v_n and the buffer of the bits that the
     # multiplications by gamma dropped (solvers.fixed_point)

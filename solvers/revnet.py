@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .scheme import Past, Record, Scheme, plus, scaled
+from .scheme import Past, Record, Scheme, axpy, plus
 
 
 class RevNet(Scheme):
@@ -69,8 +69,8 @@ class RevNet(Scheme):
         """With the gradients (a, b) of (X_{n+1}, Y_{n+1}): X_{n+1}'s is
         a + dt G'(X_{n+1})^T b, Y_n's is b + dt F'(Y_n)^T (that), and X_n's is that too."""
         a, b = grad_u.chunk(2, dim=1)
-        a = plus(a, vjp(1, 0, scaled(b, dt)))  # the inverse evaluates G first, F second
-        b = plus(b, vjp(0, 0, scaled(a, dt)))
+        a = plus(a, vjp(1, 0, axpy(None, dt, b)))  # the inverse evaluates G first, F second
+        b = plus(b, vjp(0, 0, axpy(None, dt, a)))
         return torch.cat((a, b), dim=1), ()
 
     def transition(self, f, t: float, dt: float, u: Tensor, pu: Tensor) -> tuple[Tensor, Record]:

@@ -215,11 +215,6 @@ def axpy(acc: Optional[Tensor], c, x: Tensor, inplace: bool = False) -> Optional
     return acc.add_(x, alpha=c) if inplace and acc.dtype == x.dtype else acc.add(x, alpha=c)
 
 
-def scaled(g: Tensor, c: float) -> Tensor:
-    """c g (g itself for c = 1): a gradient through a multiplication by a number."""
-    return g if c == 1 else g * c
-
-
 def plus(g: Optional[Tensor], h: Optional[Tensor]) -> Optional[Tensor]:
     """g + h for gradients, where None is a gradient of zero."""
     return g if h is None else h if g is None else g + h
