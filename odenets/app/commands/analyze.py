@@ -237,16 +237,11 @@ def _test_images(cfg, state: dict, count: int, data_dir: str):
     import torch
 
     from ..data import datasets as data
-    from ..run import checkpoint, models
+    from ..run import models
 
     ds = data.load(cfg.data, data_dir, on_bad_image=cfg.on_bad_image, image_size=cfg.image_size,
                    test_split=cfg.test_split)
-    classes, chans = models.sizes(state)
-    if (ds.num_classes, ds.in_chans) != (classes, chans):
-        raise UsageError(f"{state['path']} holds a model for {classes} classes and {chans} input channels; the "
-                         f"{cfg.data} test set in {data_dir} has {ds.num_classes} and {ds.in_chans}")
-    checkpoint.check_classes(state, ds.classes, f"the {cfg.data} test set in {data_dir}")
-    checkpoint.check_split(state, ds.description.split, f"the {cfg.data} data in {data_dir}")
+    models.check_test_set(state, ds, cfg.data, data_dir)
     count = min(count, len(ds.test))
     return torch.stack([ds.test[i * len(ds.test) // count][0] for i in range(count)])
 

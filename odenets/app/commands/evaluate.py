@@ -49,7 +49,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import datasets as data
-    from ..run import checkpoint, models
+    from ..run import models
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -62,12 +62,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = distributed.setup(args.device)
     ds = data.load(cfg.data, cfg.data_dir, on_bad_image=cfg.on_bad_image, image_size=cfg.image_size,
                    test_split=cfg.test_split)
-    classes, chans = models.sizes(state)
-    if (ds.num_classes, ds.in_chans) != (classes, chans):
-        raise UsageError(f"{path} holds a model for {classes} classes and {chans} input channels; the {cfg.data} "
-                         f"test set in {cfg.data_dir} has {ds.num_classes} and {ds.in_chans}")
-    checkpoint.check_classes(state, ds.classes, f"the {cfg.data} test set in {cfg.data_dir}")
-    checkpoint.check_split(state, ds.description.split, f"the {cfg.data} data in {cfg.data_dir}")
+    models.check_test_set(state, ds, cfg.data, cfg.data_dir)
     model.to(ctx.device)
     loss, acc = evaluate(model, ds.test_batches(args.batch_size, ctx.device, ctx.rank, ctx.world, args.workers), ctx,
                          args.amp)

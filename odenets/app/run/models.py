@@ -65,6 +65,17 @@ def sizes(state: dict) -> tuple[int, int]:
     return head.shape[0], stem.shape[1]
 
 
+def check_test_set(state: dict, ds, data: str, data_dir: str) -> None:
+    """Raise unless ``ds``, the data set ``data`` in ``data_dir``, is the one the checkpoint
+    was tested on: its classes and input channels, class names and held-out split."""
+    classes, chans = sizes(state)
+    if (ds.num_classes, ds.in_chans) != (classes, chans):
+        raise UsageError(f"{state['path']} holds a model for {classes} classes and {chans} input channels; the "
+                         f"{data} test set in {data_dir} has {ds.num_classes} and {ds.in_chans}")
+    checkpoint.check_classes(state, ds.classes, f"the {data} test set in {data_dir}")
+    checkpoint.check_split(state, ds.description.split, f"the {data} data in {data_dir}")
+
+
 def parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
